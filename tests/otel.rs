@@ -542,7 +542,7 @@ fn mapping() -> Vec<(String, String)> {
     .collect()
 }
 
-/// The exposition's samples: (name, labels) → value.
+/// The exposition's samples: (name, labels) → value; a series repeated is refused.
 #[allow(
     clippy::unwrap_used,
     reason = "test code: a broken expectation is a failed test"
@@ -562,7 +562,8 @@ fn prometheus_samples(gate: &PromotionGateManager) -> Points {
             })
             .collect();
         labels.sort();
-        samples.insert((name.to_string(), labels), value.parse().unwrap());
+        let repeated = samples.insert((name.to_string(), labels), value.parse().unwrap());
+        assert!(repeated.is_none(), "series repeated: {line}");
     }
     samples
 }

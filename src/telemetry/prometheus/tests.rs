@@ -33,10 +33,12 @@ struct Sample {
 
 /// Parses an exposition: the families (name → type, in order of their `# TYPE` line) and the
 /// samples. Checks on the way that each family has one HELP then one TYPE line before its
-/// samples, and that a family's samples are contiguous.
+/// samples, that a family's samples are contiguous, and that no series (name and labels) is
+/// repeated.
 fn parse(text: &str) -> (Vec<(String, String)>, Vec<Sample>) {
     let mut families: Vec<(String, String)> = Vec::new();
-    let mut samples = Vec::new();
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut series_seen = std::collections::BTreeSet::new();
     let mut help: Option<String> = None;
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# HELP ") {
@@ -70,10 +72,15 @@ fn parse(text: &str) -> (Vec<(String, String)>, Vec<Sample>) {
                 name
             };
             assert_eq!(base, family, "sample of another family: {line}");
+            let labels = parse_labels(labels.strip_suffix('}').unwrap());
+            assert!(
+                series_seen.insert((name.to_string(), labels.clone())),
+                "series repeated: {line}"
+            );
             samples.push(Sample {
                 name: name.to_string(),
                 kind: kind.clone(),
-                labels: parse_labels(labels.strip_suffix('}').unwrap()),
+                labels,
                 value: match value {
                     "+Inf" => f64::INFINITY,
                     "-Inf" => f64::NEG_INFINITY,
@@ -122,6 +129,25 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
         .collect();
     assert_eq!(found.len(), 1, "{name} {labels:?}: {found:?}");
     found[0].value
+}
+
+/// The parser's own check: one series twice (the same name and labels, in another order) is
+/// refused, the same name with other labels is not.
+#[test]
+fn the_parser_refuses_a_series_repeated() {
+    let family = "# HELP a_total A.\n# TYPE a_total counter\n";
+    let (_, samples) = parse(&format!(
+        "{family}a_total{{gate=\"g\",rule=\"x\"}} 1\na_total{{gate=\"g\",rule=\"y\"}} 1\n"
+    ));
+    assert_eq!(samples.len(), 2);
+    let repeated =
+        format!("{family}a_total{{gate=\"g\",rule=\"x\"}} 1\na_total{{rule=\"x\",gate=\"g\"}} 2\n");
+    let refused = std::panic::catch_unwind(|| parse(&repeated));
+    let message = refused.err().and_then(|e| e.downcast::<String>().ok());
+    assert_eq!(
+        message.as_deref().map(String::as_str),
+        Some(r#"series repeated: a_total{rule="x",gate="g"} 2"#)
+    );
 }
 
 #[test]
@@ -443,13 +469,19 @@ fn the_latency_sum_counts_each_sample_at_its_hdr_buckets_midpoint() {
 
 /// A series declared a counter, or a histogram (whose series are counters in the text format),
 /// never falls: `rate()` and `increase()` would read each fall as a counter reset. The
-/// window's series do fall as its samples leave it.
+/// window's series do fall as its samples leave it. Every counter but the rollbacks of causes
+/// never met counts before the window moves on, so that a fall would show.
 #[test]
 fn no_series_declared_a_counter_or_a_histogram_falls_when_the_window_moves_on() {
     let clock = Arc::new(ManualClock::new());
     let config = PromotionConfig {
         gate: "g".into(),
         environment: Environment::Staging,
+        overrides: Some(crate::Overrides {
+            header: Some("X-Canary".into()),
+            canary_ids: vec!["tester".into()],
+            ..Default::default()
+        }),
         ..Default::default()
     };
     let window = Duration::from_secs(config.rollback_window_seconds);
@@ -459,10 +491,33 @@ fn no_series_declared_a_counter_or_a_histogram_falls_when_the_window_moves_on() 
         let d = gate.route_request(&format!("u{i}"));
         gate.record_outcome(&d, true, Duration::from_millis(3));
     };
+    // A flag on (a new stage) and off (a rollback): a decision of the stage before is late.
+    let old = gate.route_request("u").stage;
+    gate.enable_feature("dark_mode").unwrap();
+    gate.disable_feature("dark_mode").unwrap();
     (0..10).for_each(record);
+    gate.record_for(old, true, true, Duration::from_millis(1));
+    let foreign = StageId::new(gate.route_request("u").stage.get() + 7);
+    gate.record_for(foreign, true, true, Duration::from_millis(1));
+    let tester = gate.route_request("tester");
+    gate.record_outcome(&tester, true, Duration::from_millis(1));
+    gate.route_request_forced(b"u", Some(b"nope"));
     // An evaluation leaves its reading: the window's start once the clock has moved on.
     gate.monitor_canary_health();
     let (_, before) = parse(&exposition(&gate));
+    let counted = |name: &str, labels: &[(&str, &str)]| value(&before, name, labels);
+    let flag = [("trigger", "flag_disabled"), ("rule", "none")];
+    assert_eq!(
+        [
+            counted("promotion_late_outcomes_total", &[]),
+            counted("promotion_foreign_outcomes_total", &[]),
+            counted("promotion_forced_outcomes_total", &[]),
+            counted("promotion_ignored_override_values_total", &[]),
+            counted("promotion_rollbacks_total", &flag),
+        ],
+        [1.0; 5],
+        "every kind of counter counts before the window moves on"
+    );
     clock.advance(window + Duration::from_secs(1));
     record(10);
     let (_, after) = parse(&exposition(&gate));
