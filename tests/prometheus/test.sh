@@ -7,7 +7,8 @@
 #      `promotion_health_score{gate="prometheus-test"}`, and `histogram_quantile` reads the
 #      window's latency buckets (untyped series: a gauge histogram, see docs/telemetry.md);
 #   3. after the gate is made to roll back by itself, `promotion_rollbacks_total` of the
-#      gate has increased.
+#      gate has increased, and the alert of rollbacks.rules.yml, which this Prometheus
+#      evaluates, fires.
 # First, `promtool check rules` and `promtool test rules` check the rollback alert the docs
 # recommend (rollbacks.rules.yml, rollbacks.test.yml: scrapes reaching nginx workers whose
 # rollback counts differ).
@@ -56,6 +57,8 @@ cat >"$tmp/prometheus.yml" <<YAML
 global:
   scrape_interval: 1s
   evaluation_interval: 1s
+rule_files:
+  - "$root/tests/prometheus/rollbacks.rules.yml"
 scrape_configs:
   - job_name: promotion-gates
     static_configs:
@@ -108,4 +111,5 @@ python3 -c 'import sys, urllib.request; print("   /fail:", urllib.request.urlope
 wait_for "rollback counted" 'promotion_rollbacks_total{gate="prometheus-test",trigger="automatic"} > 0'
 wait_for "increase" 'sum(increase(promotion_rollbacks_total{gate="prometheus-test"}[1m])) > 0'
 wait_for "environment" 'promotion_environment{gate="prometheus-test",environment="production"} == 1'
+wait_for "the rollback alert" 'ALERTS{alertname="PromotionRollback",gate="prometheus-test",trigger="automatic",alertstate="firing"}'
 echo "== prometheus test passed"
