@@ -25,7 +25,8 @@ use crate::judge::Rule;
 /// as the same rollback under the same cause (dropped; or the same rollback stored first by
 /// another process whose judge fired another rule first, or a manual one and an automatic
 /// one), is counted here only, until this process exits: processes judging pooled evidence
-/// (nginx workers) may then differ by one; and stored counts that went back (a store replaced
+/// (nginx workers) then differ by one for each such rollback (docs/telemetry.md says how to
+/// alert on rollbacks regardless); and stored counts that went back (a store replaced
 /// by an older copy or made afresh, a write of a process that counted fewer) never make a count
 /// go down: it stays at the most this gate showed until the stored count passes it.
 ///
