@@ -7,10 +7,10 @@
 //! there [`reads_as`] the value refused, shows that
 //! ([`ConfigError::as_written`](crate::ConfigError::as_written)).
 //!
-//! The library does so in every refusal of a document it reads and validates
+//! The library does so in the refusals of the documents a host hands it
 //! ([`PromotionConfig::from_json`](crate::PromotionConfig::from_json),
 //! [`SloConfig::from_json`](crate::SloConfig::from_json), and the C ABI's documents); the CLI
-//! does it for TOML too.
+//! does it for TOML too. A config read from a state store is refused with its values as read.
 
 use crate::error::{shown_millis, shown_number};
 
@@ -41,8 +41,11 @@ pub fn written_json_number<'j>(json: &'j str, field: &str) -> Option<&'j str> {
 /// integer, as an `f64` ([`shown_number`]), or as a duration of that many milliseconds
 /// ([`shown_millis`], as the `SloConfig`'s `..._ms` fields read one). A refusal shows the
 /// number written in place of its own only then, so that a value that did not come from the
-/// document (a command-line flag's, a value worked out from others) is never shown as the
-/// document's.
+/// document (a command-line flag's, a value worked out from others) is not shown as the
+/// document's: unless the two read as the same duration to the nanosecond, whatever the field
+/// (`1.0000004` reads as `1` then; the reader does not know which fields are durations), so a
+/// caller whose values may come from elsewhere leaves those fields out, as the CLI does with
+/// its flags'.
 ///
 /// # Example
 /// ```

@@ -113,10 +113,70 @@ pub(crate) fn first_tiny_number(json: &[u8]) -> Option<TinyNumber> {
 /// messages write it, `slo.latency_target_ms`, `stages[0].duration_s`), as it is written there;
 /// `None` when no number is there, or when the document is no JSON before it.
 ///
-/// One pass over the bytes; a path is written out only for the numbers met, each compared with
-/// `field`: for an error's message, never on a request's path.
+/// One pass over the bytes, each number's path compared with `field` place by place (at most
+/// about `field`'s length read per number, whatever the document's keys and depth): for an
+/// error's message, never on a request's path.
 pub(crate) fn number_at<'j>(json: &'j [u8], field: &str) -> Option<&'j str> {
-    first_number(json, |path, _| field_of(json, path) == field).map(|(_, written, _)| written)
+    first_number(json, |path, _| is_field(json, path, field)).map(|(_, written, _)| written)
+}
+
+/// Whether `path` in `json` is written `field`, as [`field_of`] writes it, without writing it
+/// out: a key is decoded only when it holds an escape or is no UTF-8 and could still be as long
+/// as what is left of `field` (a decoded key is at least a sixth of its raw length, `\u0041`).
+fn is_field(json: &[u8], path: &[Place], field: &str) -> bool {
+    let mut rest = field.as_bytes();
+    for place in path {
+        let written_before = rest.len() < field.len();
+        match *place {
+            Place::Key { start, end } => {
+                if written_before {
+                    let Some(after_dot) = rest.strip_prefix(b".") else {
+                        return false;
+                    };
+                    rest = after_dot;
+                }
+                let raw = &json[start..end];
+                let inner = &raw[1..raw.len() - 1];
+                let key_matches = |key: &[u8], rest: &mut &[u8]| match rest.strip_prefix(key) {
+                    Some(after) => {
+                        *rest = after;
+                        true
+                    }
+                    None => false,
+                };
+                let plain = !inner.contains(&b'\\') && std::str::from_utf8(inner).is_ok();
+                let matched = if plain {
+                    key_matches(inner, &mut rest)
+                } else if raw.len() > 6 * rest.len() + 2 {
+                    false
+                } else {
+                    let key = field_of(json, std::slice::from_ref(place));
+                    key_matches(key.as_bytes(), &mut rest)
+                };
+                if !matched {
+                    return false;
+                }
+            }
+            Place::Index(index) => {
+                let Some(digits_on) = rest.strip_prefix(b"[") else {
+                    return false;
+                };
+                let digits = digits_on.iter().take_while(|b| b.is_ascii_digit()).count();
+                let shown = &digits_on[..digits];
+                let same = !shown.is_empty()
+                    && (shown == b"0" || shown[0] != b'0')
+                    && std::str::from_utf8(shown)
+                        .ok()
+                        .and_then(|d| d.parse::<usize>().ok())
+                        == Some(index);
+                match digits_on[digits..].strip_prefix(b"]") {
+                    Some(after) if same => rest = after,
+                    _ => return false,
+                }
+            }
+        }
+    }
+    rest.is_empty()
 }
 
 /// The first number in `json` that `wanted` (given its path and its text as written) takes:
@@ -370,6 +430,45 @@ mod tests {
     }
 
     #[test]
+    fn a_field_is_compared_place_by_place() {
+        let json = br#"{"": {"\u0041": [5, 6], "a": {"b": [[7], 8]}}, "x\"y": 9}"#;
+        let mut found = Vec::new();
+        for field in [
+            "A[1]",
+            "a.b[0][0]",
+            "a.b[1]",
+            "x\"y",
+            "A[01]",
+            "A[]",
+            "A",
+            ".A[1]",
+            "a.b[1][0]",
+        ] {
+            found.push(number_at(json, field));
+        }
+        assert_eq!(
+            found,
+            [
+                Some("6"),
+                Some("7"),
+                Some("8"),
+                Some("9"),
+                None,
+                None,
+                None,
+                None,
+                None
+            ]
+        );
+        // A long key is never decoded for a short field: millions of numbers under a 4 MiB
+        // key with an escape cost one pass, not one decoding each (this took minutes before).
+        let key = format!("\\u0041{}", "k".repeat(4 << 20));
+        let numbers = vec!["0"; 1 << 20].join(",");
+        let json = format!(r#"{{"{key}": [{numbers}], "a": 1}}"#);
+        assert_eq!(number_at(json.as_bytes(), "a"), Some("1"));
+    }
+
+    #[test]
     fn the_refusal_names_the_field_the_number_and_its_place() {
         let json = "{\n  \"slo\": {\"max_error_rate\": 1e-400}}";
         let tiny = first_tiny_number(json.as_bytes()).unwrap();
@@ -436,6 +535,32 @@ mod tests {
             let document = format!("[{json}, {{\"k\": [true, {number}]}}]");
             prop_assert_eq!(number_at(document.as_bytes(), "[1].k[1]"), Some(number.as_str()));
             prop_assert_eq!(number_at(document.as_bytes(), "[1].k[0]"), None);
+        }
+
+        #[test]
+        fn a_path_is_its_field_as_written_out_and_no_other(json in representable_json()) {
+            // Every number's path against its own field (found), against that field cut short
+            // or made longer (never: a prefix, a longer index, another key).
+            let mut paths = Vec::new();
+            first_number(json.as_bytes(), |path, _| {
+                paths.push(path.to_vec());
+                false
+            });
+            for path in paths {
+                let field = field_of(json.as_bytes(), &path);
+                prop_assert!(is_field(json.as_bytes(), &path, &field), "{} at {:?}", json, field);
+                for other in [
+                    format!("{field}0"),
+                    format!("{field}.x"),
+                    format!("{field}[0]"),
+                    field.chars().skip(1).collect(),
+                ]
+                .into_iter()
+                .filter(|other| *other != field)
+                {
+                    prop_assert!(!is_field(json.as_bytes(), &path, &other), "{} at {:?}", json, other);
+                }
+            }
         }
 
         #[test]
