@@ -863,7 +863,7 @@ impl StateStore for EtcdStore {
         except: &str,
         _ttl: Duration,
     ) -> Result<Vec<Result<Contribution, BadContribution>>, StoreError> {
-        // Expiry is the lease's: every key read is live.
+        // Expiry is the lease's: every key read with one is live, and one without is refused.
         let start = self.key("contributions/");
         let response = self.call_within(
             "/v3/kv/range",
@@ -884,6 +884,7 @@ impl StateStore for EtcdStore {
                 continue;
             }
             let read = check_instance(&instance, instance.len())
+                .and_then(|()| leased(&instance, &kv["lease"]))
                 .and_then(|()| {
                     self.decode(&kv["value"])
                         .map_err(|e| BadContribution::new(&instance, "value", e))
@@ -1029,6 +1030,21 @@ fn pause(stop: &AtomicBool) {
         }
         std::thread::sleep(step);
     }
+}
+
+/// Refuses a contribution key attached to no lease (`lease` absent or 0: etcd's JSON gateway
+/// leaves zeros out), which never expires: a gate puts its contribution with its instance's
+/// lease, so such a key was put by hand (or by another program), and would count for ever, in
+/// every process of its stage, and in those of a later stage it names once they start it.
+fn leased(instance: &str, lease: &Value) -> Result<(), BadContribution> {
+    if text_of(lease) != "0" {
+        return Ok(());
+    }
+    Err(BadContribution::new(
+        instance,
+        "lease",
+        "none (0): expected the publishing instance's lease, without which the key never expires (put by hand? delete it)",
+    ))
 }
 
 /// An instance's contribution value (JSON; latencies in base64) read as a contribution, or

@@ -1127,22 +1127,50 @@ fn contributions_are_read_per_stage_and_expire_with_their_instances_lease() {
     );
     // A foreign or corrupt value is refused on its own, naming the instance and the field.
     let bad = json!({"stage": 2, "canary": {"requests": 5, "errors": 1, "compliant": 4, "latency": "@@"}});
+    let lease = a
+        .call("/v3/lease/grant", &json!({"TTL": "60"}))
+        .map(|granted| text_of(&granted["ID"]))
+        .unwrap();
     a.call(
         "/v3/kv/put",
-        &json!({"key": BASE64.encode(a.contribution_key("forged")), "value": BASE64.encode(bad.to_string())}),
+        &json!({"key": BASE64.encode(a.contribution_key("forged")), "value": BASE64.encode(bad.to_string()), "lease": lease}),
     )
     .unwrap();
-    let mut read: Vec<String> = a
+    // A sane value on a key without a lease, which would never expire, is refused too, naming
+    // the lease.
+    let (found, _) = a.get(&b.contribution_key("b"), None).unwrap();
+    a.call(
+        "/v3/kv/put",
+        &json!({"key": BASE64.encode(a.contribution_key("unleased")), "value": BASE64.encode(found.unwrap().value)}),
+    )
+    .unwrap();
+    let read_by = |store: &EtcdStore, except: &str| {
+        let mut read: Vec<String> = store
+            .contributions(2, except, ttl)
+            .unwrap()
+            .into_iter()
+            .map(|r| match r {
+                Ok(c) => format!("{} ok", c.instance),
+                Err(bad) => format!("{} {}", bad.instance, bad.field),
+            })
+            .collect();
+        read.sort();
+        read
+    };
+    assert_eq!(
+        read_by(&a, "a"),
+        ["b ok", "forged canary.latency", "unleased lease"]
+    );
+    let refused = a
         .contributions(2, "a", ttl)
         .unwrap()
         .into_iter()
-        .map(|r| match r {
-            Ok(c) => format!("{} ok", c.instance),
-            Err(bad) => format!("{} {}", bad.instance, bad.field),
-        })
-        .collect();
-    read.sort();
-    assert_eq!(read, ["b ok", "forged canary.latency"]);
+        .find_map(|r| r.err().filter(|bad| bad.instance == "unleased"))
+        .unwrap();
+    assert_eq!(
+        refused.to_string(),
+        "contribution of instance \"unleased\": lease: none (0): expected the publishing instance's lease, without which the key never expires (put by hand? delete it)"
+    );
     // b stops publishing (a dead instance): its key goes with its lease. etcd may round a short
     // lease up to its minimum, so the bound is generous.
     let start = Instant::now();
@@ -1156,11 +1184,10 @@ fn contributions_are_read_per_stage_and_expire_with_their_instances_lease() {
         a.publish(&contribution("a", 2, 100), ttl).unwrap();
         std::thread::sleep(Duration::from_millis(100));
     }
-    // a's own key lives on while a publishes.
+    // a's own key lives on while a publishes; the key without a lease is still refused.
     assert_eq!(
-        b.contributions(2, "b", ttl).unwrap().len(),
-        2,
-        "a's and forged"
+        read_by(&b, "b"),
+        ["a ok", "forged canary.latency", "unleased lease"]
     );
 }
 
