@@ -28,7 +28,8 @@ use crate::limits::{MAX_DOCUMENT_BYTES, MAX_NAME_BYTES, MAX_REASON_BYTES};
 pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The requests that can come between two keep-alives of an instance's lease: after one, the
-/// put of its contribution and the range of the others'; at the next tick, the read of the
+/// put of its contribution and the range of the others' (one page of [`CONTRIBUTION_PAGE`]
+/// keys: a prefix holding more adds a request a page); at the next tick, the read of the
 /// release, a page of its history when another process wrote, and the keep-alive itself.
 pub(super) const TICK_REQUESTS: u32 = 5;
 
@@ -58,6 +59,14 @@ const TOO_LARGE: [&str; 2] = ["request is too large", "received message larger t
 
 /// History events read per request: a page of the largest events is a few MiB.
 const HISTORY_PAGE: usize = 256;
+
+/// Contribution keys read per request: the instance's own key and [`MAX_INSTANCES`] others'.
+const CONTRIBUTION_PAGE: usize = MAX_INSTANCES + 1;
+
+/// The most pages of contribution keys one read takes (4112 keys): the newest contributions
+/// to the stage are looked for among that many at most, so that a tick's time and memory stay
+/// bounded however many keys the prefix holds.
+const MAX_CONTRIBUTION_PAGES: usize = 16;
 
 /// Room for what a range answer writes around each key-value (revisions, version, lease,
 /// names), and around all of them (the header).
@@ -108,10 +117,27 @@ pub(crate) struct EtcdStore {
     /// refused for a field this build does not know, stays until every process is upgraded).
     /// The value is compared too, as for `last_read`.
     last_refused: Mutex<Option<(Found, StoreError)>>,
+    /// Whether the last read of the contributions stopped at [`MAX_CONTRIBUTION_PAGES`] with
+    /// keys left: logged when it starts, not at every tick.
+    capped: AtomicBool,
     /// How many times a release value was parsed: tests count them.
     #[cfg(test)]
     parsed: AtomicUsize,
 }
+
+/// What an endpoint answered a request: its JSON, or an answer above the request's limit (not
+/// read further) and the endpoint's URL.
+enum Answer {
+    Read(Value),
+    AboveLimit(String),
+}
+
+/// A contribution key read: its `mod_revision`, its key, and the contribution or its refusal.
+type Listed = (u64, Vec<u8>, Result<Contribution, BadContribution>);
+
+/// A key-value of a contributions' page, and whether its value was above `Some(limit)` bytes
+/// (then only its key was read).
+type PageEntry = (Value, Option<usize>);
 
 /// A key's value and the revision that last changed it.
 #[derive(Clone)]
@@ -162,6 +188,7 @@ impl EtcdStore {
             last_put: Mutex::new(None),
             last_read: Mutex::new(None),
             last_refused: Mutex::new(None),
+            capped: AtomicBool::new(false),
             #[cfg(test)]
             parsed: AtomicUsize::new(0),
         }
@@ -214,11 +241,16 @@ impl EtcdStore {
             .saturating_add(KV_OVERHEAD)
     }
 
-    /// The most an answer holding [`MAX_INSTANCES`] + 1 contributions takes (their keys: the
-    /// prefix and an instance id, a host name and three numbers).
-    fn contributions_answer(&self) -> usize {
+    /// The most an answer holding `keys` contributions takes (their keys: the prefix and an
+    /// instance id, a host name and three numbers), or only their keys when `keys_only`.
+    fn contributions_answer(&self, keys: usize, keys_only: bool) -> usize {
         let key = base64_len(self.contribution_key("").len() + MAX_INSTANCE_BYTES);
-        (MAX_INSTANCES + 1) * (key + base64_len(MAX_CONTRIBUTION_JSON) + KV_OVERHEAD) + KV_OVERHEAD
+        let value = if keys_only {
+            0
+        } else {
+            base64_len(MAX_CONTRIBUTION_JSON)
+        };
+        keys * (key + value + KV_OVERHEAD) + KV_OVERHEAD
     }
 
     /// POSTs `body` to `path` on the first endpoint that answers, starting with the one that
@@ -246,6 +278,40 @@ impl EtcdStore {
         body: &Value,
         limit: usize,
     ) -> (Result<Value, StoreError>, bool) {
+        let (answer, doubt) = self.exchange(path, body, limit);
+        let answer = answer.and_then(|answer| match answer {
+            Answer::Read(value) => Ok(value),
+            Answer::AboveLimit(url) => Err(self.error(
+                StoreProblem::NotOurs,
+                format!(
+                    "{url}: an answer above {limit} bytes, more than this request's answer takes in a store this build writes (keys or values under the prefix that no gate wrote?)"
+                ),
+            )),
+        });
+        (answer, doubt)
+    }
+
+    /// [`call_within`](Self::call_within), but an answer above `limit` is no error: `None`.
+    fn call_bounded(
+        &self,
+        path: &str,
+        body: &Value,
+        limit: usize,
+    ) -> Result<Option<Value>, StoreError> {
+        match self.exchange(path, body, limit).0? {
+            Answer::Read(value) => Ok(Some(value)),
+            Answer::AboveLimit(_) => Ok(None),
+        }
+    }
+
+    /// [`call_noting`](Self::call_noting), an answer above `limit` told apart (not read
+    /// further, nor asked of another endpoint: they hold the same keys).
+    fn exchange(
+        &self,
+        path: &str,
+        body: &Value,
+        limit: usize,
+    ) -> (Result<Answer, StoreError>, bool) {
         // What each endpoint tried answered: the error names them all.
         let mut failures = Vec::new();
         let body = body.to_string();
@@ -270,13 +336,7 @@ impl EtcdStore {
             let text = match read {
                 Ok(text) => text,
                 Err(ureq::Error::BodyExceedsLimit(_)) => {
-                    let error = self.error(
-                        StoreProblem::NotOurs,
-                        format!(
-                            "{url}: an answer above {limit} bytes, more than this request's answer takes in a store this build writes (keys or values under the prefix that no gate wrote?)"
-                        ),
-                    );
-                    return (Err(error), !failures.is_empty());
+                    return (Ok(Answer::AboveLimit(url)), !failures.is_empty());
                 }
                 Err(e) => {
                     failures.push(format!("{url}: {e}"));
@@ -290,6 +350,7 @@ impl EtcdStore {
             }
             let answer = if status.is_success() {
                 serde_json::from_str(&text)
+                    .map(Answer::Read)
                     .map_err(|e| self.error(StoreProblem::NotOurs, format!("{url}: not JSON: {e}")))
             } else if TOO_LARGE.iter().any(|refusal| text.contains(refusal)) {
                 // Every member has the same limit (or should): asking another would not help,
@@ -520,6 +581,92 @@ impl EtcdStore {
     /// The contribution key of `instance`.
     fn contribution_key(&self, instance: &str) -> String {
         self.key(&format!("contributions/{instance}"))
+    }
+
+    /// One page of the contributions' `range` and the answer it came in (its header, count
+    /// and `more`). An answer above the page's limit (values that no gate wrote, each up to
+    /// etcd's request limit) is read again keys only, then key by key, each value within one
+    /// contribution's limit: a value above it is refused alone, the others read.
+    fn contributions_page(&self, range: &Value) -> Result<(Vec<PageEntry>, Value), StoreError> {
+        let whole = self.contributions_answer(CONTRIBUTION_PAGE, false);
+        if let Some(mut response) = self.call_bounded("/v3/kv/range", range, whole)? {
+            let kvs = match response["kvs"].take() {
+                Value::Array(kvs) => kvs,
+                _ => Vec::new(),
+            };
+            return Ok((kvs.into_iter().map(|kv| (kv, None)).collect(), response));
+        }
+        let mut keys_only = range.clone();
+        keys_only["keys_only"] = json!(true);
+        let mut response = self.call_within(
+            "/v3/kv/range",
+            &keys_only,
+            self.contributions_answer(CONTRIBUTION_PAGE, true),
+        )?;
+        let revision = text_of(&response["header"]["revision"]);
+        let one = self.contributions_answer(1, false);
+        let mut page = Vec::new();
+        let kvs = match response["kvs"].take() {
+            Value::Array(kvs) => kvs,
+            _ => Vec::new(),
+        };
+        for key in kvs {
+            let single = json!({"key": key["key"], "revision": revision});
+            let read = self.call_bounded("/v3/kv/range", &single, one)?;
+            match read.as_ref().and_then(|r| r["kvs"].get(0)) {
+                Some(kv) => page.push((kv.clone(), None)),
+                // Deleted since the keys were read: not at the revision read, so never.
+                None if read.is_some() => {}
+                None => page.push((key, Some(one))),
+            }
+        }
+        Ok((page, response))
+    }
+
+    /// The contribution `kv` holds (`above`: its value was above that many bytes, unread), with
+    /// its `mod_revision` and key; `None` for `except`'s own, and for one of another stage than
+    /// `stage` (an instance that has not moved yet: not ours to count).
+    fn listed(
+        &self,
+        kv: &Value,
+        above: Option<usize>,
+        start: &str,
+        stage: u64,
+        except: &str,
+    ) -> Result<Option<Listed>, StoreError> {
+        let key = self.decode(&kv["key"])?;
+        let raw = key.strip_prefix(start.as_bytes()).unwrap_or(&key);
+        if raw == except.as_bytes() {
+            return Ok(None);
+        }
+        let instance = String::from_utf8_lossy(raw).into_owned();
+        let mod_revision = text_of(&kv["mod_revision"]).parse::<u64>().unwrap_or(0);
+        let bad = |field: &str, problem: String| BadContribution::new(&instance, field, problem);
+        let value = match above {
+            Some(limit) => Err(bad(
+                "value",
+                format!(
+                    "above {limit} bytes as etcd answers it: larger than any contribution a gate writes (put by another program? delete the key)"
+                ),
+            )),
+            None => self
+                .decode(&kv["value"])
+                .map_err(|e| bad("value", e.to_string()))
+                .and_then(|value| json_of(&instance, &value)),
+        };
+        // Another stage's (an instance that has not moved yet): not ours to count, nor to
+        // refuse, whatever else it holds.
+        if let Ok(value) = &value
+            && value["stage"].as_u64().is_some_and(|found| found != stage)
+        {
+            return Ok(None);
+        }
+        let read = value.and_then(|value| {
+            check_instance(&instance, instance.len())?;
+            leased(&instance, &kv["lease"])?;
+            contribution_in(&instance, &value)
+        });
+        Ok(Some((mod_revision, key, read)))
     }
 
     /// A live lease of `ttl` for this instance's contribution: the one granted before, kept
@@ -864,40 +1011,56 @@ impl StateStore for EtcdStore {
         _ttl: Duration,
     ) -> Result<Vec<Result<Contribution, BadContribution>>, StoreError> {
         // Expiry is the lease's: every key read with one is live, and one without is refused.
+        // The keys are read in key order, a page a request, all at the first page's revision,
+        // and the newest (by `mod_revision`) of the stage's kept: other stages' keys, however
+        // many and however new, hide none of them.
         let start = self.key("contributions/");
-        let response = self.call_within(
-            "/v3/kv/range",
-            &json!({
-                "key": BASE64.encode(&start),
+        let mut from = start.clone().into_bytes();
+        let mut revision = None;
+        let mut keys = 0;
+        let mut newest: Vec<Listed> = Vec::new();
+        for _ in 0..MAX_CONTRIBUTION_PAGES {
+            let mut range = json!({
+                "key": BASE64.encode(&from),
                 "range_end": BASE64.encode(self.key("contributions0")),
-                "limit": (MAX_INSTANCES + 1).to_string(),
-                "sort_order": "DESCEND",
-                "sort_target": "MOD",
-            }),
-            self.contributions_answer(),
-        )?;
-        let mut found = Vec::new();
-        for kv in response["kvs"].as_array().into_iter().flatten() {
-            let key = String::from_utf8_lossy(&self.decode(&kv["key"])?).into_owned();
-            let instance = key.strip_prefix(&start).unwrap_or(&key).to_string();
-            if instance == except {
-                continue;
+                "limit": CONTRIBUTION_PAGE.to_string(),
+            });
+            if let Some(revision) = &revision {
+                range["revision"] = json!(revision);
             }
-            let read = check_instance(&instance, instance.len())
-                .and_then(|()| leased(&instance, &kv["lease"]))
-                .and_then(|()| {
-                    self.decode(&kv["value"])
-                        .map_err(|e| BadContribution::new(&instance, "value", e))
-                })
-                .and_then(|value| contribution_of(&instance, &value));
-            match read {
-                // Another stage's (an instance that has not moved yet): not ours to count.
-                Ok(c) if c.stage != stage => {}
-                read => found.push(read),
+            let (page, response) = self.contributions_page(&range)?;
+            if revision.is_none() {
+                keys = text_of(&response["count"]).parse::<usize>().unwrap_or(0);
+                revision = Some(text_of(&response["header"]["revision"]));
+            }
+            for (kv, above) in &page {
+                if let Some(listed) = self.listed(kv, *above, &start, stage, except)? {
+                    newest.push(listed);
+                }
+            }
+            newest.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+            newest.truncate(MAX_INSTANCES);
+            let more = response["more"].as_bool() == Some(true);
+            match page.last() {
+                Some((last, _)) if more => {
+                    from = self.decode(&last["key"])?;
+                    from.push(0);
+                }
+                _ => {
+                    self.capped.store(false, Ordering::Relaxed);
+                    return Ok(newest.into_iter().map(|(_, _, read)| read).collect());
+                }
             }
         }
-        found.truncate(MAX_INSTANCES);
-        Ok(found)
+        if !self.capped.swap(true, Ordering::Relaxed) {
+            let read = MAX_CONTRIBUTION_PAGES * CONTRIBUTION_PAGE;
+            tracing::warn!(
+                store = %self.location,
+                keys,
+                "promotion.store reads the first {read} of {keys} contribution keys under {start} (logged once while it lasts): the newest {MAX_INSTANCES} contributions to the stage among them count, those after them in key order are not read (more instances than a tick reads, or keys no gate wrote: delete those)"
+            );
+        }
+        Ok(newest.into_iter().map(|(_, _, read)| read).collect())
     }
 
     fn watch(&self, wake: Box<dyn Fn() + Send>, stop: Arc<AtomicBool>) -> Option<JoinHandle<()>> {
@@ -1047,12 +1210,16 @@ fn leased(instance: &str, lease: &Value) -> Result<(), BadContribution> {
     ))
 }
 
-/// An instance's contribution value (JSON; latencies in base64) read as a contribution, or
-/// what in it is not.
-fn contribution_of(instance: &str, value: &[u8]) -> Result<Contribution, BadContribution> {
+/// An instance's contribution value (JSON; latencies in base64) read as JSON, or why not.
+fn json_of(instance: &str, value: &[u8]) -> Result<Value, BadContribution> {
+    serde_json::from_slice(value)
+        .map_err(|e| BadContribution::new(instance, "value", shortened(&e.to_string())))
+}
+
+/// An instance's contribution value, read as JSON ([`json_of`]), as a contribution, or what in
+/// it is not.
+fn contribution_in(instance: &str, value: &Value) -> Result<Contribution, BadContribution> {
     let bad = |field: &str, problem: &str| BadContribution::new(instance, field, problem);
-    let value: Value =
-        serde_json::from_slice(value).map_err(|e| bad("value", &shortened(&e.to_string())))?;
     let count = |v: &Value, field: &str| {
         v.as_u64()
             .ok_or_else(|| bad(field, &shortened(&v.to_string())))

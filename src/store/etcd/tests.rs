@@ -1191,6 +1191,194 @@ fn contributions_are_read_per_stage_and_expire_with_their_instances_lease() {
     );
 }
 
+/// The value `store` published for `instance`, at `stage` instead of its own.
+fn published_at(store: &EtcdStore, instance: &str, stage: u64) -> Vec<u8> {
+    let (found, _) = store.get(&store.contribution_key(instance), None).unwrap();
+    let mut value: Value = serde_json::from_slice(&found.unwrap().value).unwrap();
+    value["stage"] = json!(stage);
+    value.to_string().into_bytes()
+}
+
+/// Puts each of `kvs` (instance, value) under `store`'s contribution keys, with a lease of a
+/// minute unless `leased` is false, 100 keys a transaction (etcd takes 128 at most).
+fn put_contributions(store: &EtcdStore, kvs: &[(String, Vec<u8>)], leased: bool) {
+    let lease = leased.then(|| {
+        let granted = store
+            .call("/v3/lease/grant", &json!({"TTL": "60"}))
+            .unwrap();
+        text_of(&granted["ID"])
+    });
+    for batch in kvs.chunks(100) {
+        let puts: Vec<Value> = batch
+            .iter()
+            .map(|(instance, value)| {
+                let mut put = json!({
+                    "key": BASE64.encode(store.contribution_key(instance)),
+                    "value": BASE64.encode(value),
+                });
+                if let Some(lease) = &lease {
+                    put["lease"] = json!(lease);
+                }
+                json!({ "request_put": put })
+            })
+            .collect();
+        let answer = store
+            .call_within(
+                "/v3/kv/txn",
+                &json!({"compare": [], "success": puts}),
+                usize::MAX,
+            )
+            .unwrap();
+        assert_eq!(answer["succeeded"].as_bool(), Some(true));
+    }
+}
+
+/// The instances of `read`, each followed by ` ok` or by the refused field.
+fn read_as_text(read: Vec<Result<Contribution, BadContribution>>) -> Vec<String> {
+    read.into_iter()
+        .map(|r| match r {
+            Ok(c) => format!("{} ok", c.instance),
+            Err(bad) => format!("{} {}", bad.instance, bad.field),
+        })
+        .collect()
+}
+
+/// A store of its own prefix (`name`), where `instance` published its contribution to stage 2,
+/// for a minute; `None` without an etcd to test against.
+fn published_by(name: &str, instance: &str) -> Option<EtcdStore> {
+    let endpoint = endpoint(&format!("etcd {name}"))?;
+    let store = EtcdStore::open(&settings(&endpoint, name), GATE).unwrap();
+    store
+        .publish(&contribution(instance, 2, 100), Duration::from_secs(60))
+        .unwrap();
+    Some(store)
+}
+
+#[test]
+fn contributions_of_another_stage_however_many_and_new_hide_none_of_the_stage() {
+    let Some(a) = published_by("other-stages", "real") else {
+        return;
+    };
+    let ttl = Duration::from_secs(60);
+    // More instances still at stage 1 than a page holds, all published after it: a read of
+    // the newest 257 keys found none of stage 2.
+    let behind = published_at(&a, "real", 1);
+    let others: Vec<(String, Vec<u8>)> = (0..300)
+        .map(|n| (format!("behind-{n:03}"), behind.clone()))
+        .collect();
+    put_contributions(&a, &others, true);
+    let read = read_as_text(a.contributions(2, "a", ttl).unwrap());
+    assert_eq!(read, ["real ok"]);
+    // Of stage 1, the newest 256: the last two transactions' 200, then 56 of the first's
+    // (one revision: the first in key order).
+    let read = read_as_text(a.contributions(1, "a", ttl).unwrap());
+    assert_eq!(read.len(), MAX_INSTANCES);
+    assert_eq!(read[0], "behind-200 ok");
+    assert_eq!(read[MAX_INSTANCES - 1], "behind-055 ok");
+    assert!(!read.contains(&"behind-056 ok".to_string()), "{read:?}");
+}
+
+#[test]
+fn a_read_of_contributions_stops_at_its_page_bound_and_says_so_once() {
+    use crate::telemetry::log_lines::LogLines;
+    let Some(a) = published_by("contributions-bound", "a") else {
+        return;
+    };
+    let ttl = Duration::from_secs(60);
+    let bound = MAX_CONTRIBUTION_PAGES * CONTRIBUTION_PAGE;
+    // Keys in key order: "early" first, then stage 1's, then "zz-late", beyond the bound.
+    let behind = published_at(&a, "a", 1);
+    let mut kvs: Vec<(String, Vec<u8>)> = (0..bound)
+        .map(|n| (format!("k-{n:05}"), behind.clone()))
+        .collect();
+    kvs.push(("early".to_string(), published_at(&a, "a", 2)));
+    kvs.push(("zz-late".to_string(), published_at(&a, "a", 2)));
+    put_contributions(&a, &kvs, true);
+    let keys = bound + 3;
+    let lines = LogLines::default();
+    let read = lines.during(|| read_as_text(a.contributions(2, "b", ttl).unwrap()));
+    assert_eq!(
+        read,
+        ["early ok", "a ok"],
+        "the newest first, within the bound"
+    );
+    let warned = lines.lines_at(tracing::Level::WARN);
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].contains(&format!(
+            "reads the first {bound} of {keys} contribution keys"
+        )),
+        "{warned:?}"
+    );
+    // Not again while it lasts; again once it ended and came back.
+    lines.during(|| a.contributions(2, "b", ttl).unwrap());
+    assert_eq!(lines.lines_at(tracing::Level::WARN).len(), 1);
+    // Three keys fewer: every key is read, "zz-late" too (put with "early", at its revision).
+    let deleted = a
+        .call(
+            "/v3/kv/deleterange",
+            &json!({
+                "key": BASE64.encode(a.contribution_key("k-00000")),
+                "range_end": BASE64.encode(a.contribution_key("k-00003")),
+            }),
+        )
+        .unwrap();
+    assert_eq!(text_of(&deleted["deleted"]), "3");
+    let read = lines.during(|| read_as_text(a.contributions(2, "b", ttl).unwrap()));
+    assert_eq!(read, ["early ok", "zz-late ok", "a ok"]);
+    assert_eq!(lines.lines_at(tracing::Level::WARN).len(), 1);
+    put_contributions(&a, &kvs[..1], true);
+    lines.during(|| a.contributions(2, "b", ttl).unwrap());
+    assert_eq!(lines.lines_at(tracing::Level::WARN).len(), 2);
+}
+
+#[test]
+fn a_value_too_large_to_be_a_contribution_is_refused_alone_naming_its_key() {
+    let Some(a) = published_by("oversized", "real") else {
+        return;
+    };
+    let ttl = Duration::from_secs(60);
+    // Values no gate writes, each within etcd's request limit (1.5 MiB), together above what
+    // a page of contributions takes (about 60 MB as base64).
+    let page = a.contributions_answer(CONTRIBUTION_PAGE, false);
+    let junk = vec![b'x'; 1400 * 1024];
+    let count = page / base64_len(junk.len()) + 1;
+    let kvs: Vec<(String, Vec<u8>)> = (0..count)
+        .map(|n| (format!("junk-{n:02}"), junk.clone()))
+        .collect();
+    for kv in &kvs {
+        put_contributions(&a, std::slice::from_ref(kv), false);
+    }
+    let mut read = read_as_text(a.contributions(2, "a", ttl).unwrap());
+    read.sort();
+    let mut expected: Vec<String> = (0..count).map(|n| format!("junk-{n:02} value")).collect();
+    expected.push("real ok".to_string());
+    assert_eq!(read, expected);
+    let refused = a
+        .contributions(2, "a", ttl)
+        .unwrap()
+        .into_iter()
+        .find_map(Result::err)
+        .unwrap();
+    assert!(
+        refused.to_string().starts_with(&format!(
+            "contribution of instance \"junk-{:02}\": value: above {} bytes as etcd answers it",
+            count - 1,
+            a.contributions_answer(1, false)
+        )),
+        "{refused}"
+    );
+    // Gone, so that the cluster the tests share does not keep them.
+    a.call(
+        "/v3/kv/deleterange",
+        &json!({
+            "key": BASE64.encode(a.contribution_key("")),
+            "range_end": BASE64.encode(a.key("contributions0")),
+        }),
+    )
+    .unwrap();
+}
+
 #[test]
 fn an_unchanged_contribution_is_not_written_again_while_its_lease_lives() {
     let Some(endpoint) = endpoint("etcd unchanged contribution") else {
