@@ -1210,48 +1210,103 @@ fn leased(instance: &str, lease: &Value) -> Result<(), BadContribution> {
     ))
 }
 
-/// An instance's contribution value (JSON; latencies in base64) read as JSON, or why not.
+/// An instance's contribution value (JSON; latencies in base64) read as JSON, or why not,
+/// showing the start of the value.
 fn json_of(instance: &str, value: &[u8]) -> Result<Value, BadContribution> {
-    serde_json::from_slice(value)
-        .map_err(|e| BadContribution::new(instance, "value", shortened(&e.to_string())))
+    serde_json::from_slice(value).map_err(|e| {
+        BadContribution::new(
+            instance,
+            "value",
+            format!(
+                "{}: expected a contribution's JSON ({})",
+                shown_bytes(value),
+                shortened(&e.to_string())
+            ),
+        )
+    })
+}
+
+/// What a contribution's field holds, as its refusal shows it: `missing`, or its JSON
+/// (shortened) and its kind.
+fn found(value: Option<&Value>) -> String {
+    let Some(value) = value else {
+        return "missing".to_string();
+    };
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "text",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    format!("{} ({kind})", shortened(&value.to_string()))
 }
 
 /// An instance's contribution value, read as JSON ([`json_of`]), as a contribution, or what in
-/// it is not.
+/// it is not: the field, what it holds ([`found`]) and what was expected.
 fn contribution_in(instance: &str, value: &Value) -> Result<Contribution, BadContribution> {
-    let bad = |field: &str, problem: &str| BadContribution::new(instance, field, problem);
-    let count = |v: &Value, field: &str| {
-        v.as_u64()
-            .ok_or_else(|| bad(field, &shortened(&v.to_string())))
+    let bad = |field: &str, held: Option<&Value>, expected: &str| {
+        BadContribution::new(
+            instance,
+            field,
+            format!("{}: expected {expected}", found(held)),
+        )
     };
+    fn object<'v>(
+        instance: &str,
+        v: &'v Value,
+        field: &str,
+        fields: &str,
+    ) -> Result<&'v serde_json::Map<String, Value>, BadContribution> {
+        v.as_object().ok_or_else(|| {
+            BadContribution::new(
+                instance,
+                field,
+                format!("{}: expected an object of {fields}", found(Some(v))),
+            )
+        })
+    }
+    let count = |c: &serde_json::Map<String, Value>, name: &str, field: &str| {
+        let v = c.get(name);
+        v.and_then(Value::as_u64)
+            .ok_or_else(|| bad(field, v, "a count (a whole number, 0 or more)"))
+    };
+    let value = object(instance, value, "value", "stage, canary and stable")?;
     let cohort = |name: &str| -> Result<PublishedCohort, BadContribution> {
-        let c = &value[name];
+        let fields = "requests, errors, compliant and latency";
+        let c = match value.get(name) {
+            Some(c) => object(instance, c, name, fields)?,
+            None => return Err(bad(name, None, &format!("an object of {fields}"))),
+        };
         let field = |f: &str| format!("{name}.{f}");
-        let latency = c["latency"]
-            .as_str()
-            .ok_or_else(|| bad(&field("latency"), "not text"))?;
+        let held = c.get("latency");
+        let latency = held
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad(&field("latency"), held, "a V2 histogram in base64 (text)"))?;
         // Base64 of at most MAX_LATENCY_BYTES is at most 4/3 as long: longer is not decoded.
         if latency.len() > MAX_LATENCY_BYTES / 3 * 4 + 4 {
-            return Err(bad(
-                &field("latency"),
-                &format!(
+            return Err(BadContribution::new(
+                instance,
+                field("latency"),
+                format!(
                     "{} base64 characters is above {MAX_LATENCY_BYTES} bytes",
                     latency.len()
                 ),
             ));
         }
         Ok(PublishedCohort {
-            requests: count(&c["requests"], &field("requests"))?,
-            errors: count(&c["errors"], &field("errors"))?,
-            compliant: count(&c["compliant"], &field("compliant"))?,
+            requests: count(c, "requests", &field("requests"))?,
+            errors: count(c, "errors", &field("errors"))?,
+            compliant: count(c, "compliant", &field("compliant"))?,
             latency: BASE64
                 .decode(latency)
-                .map_err(|e| bad(&field("latency"), &e.to_string()))?,
+                .map_err(|e| bad(&field("latency"), held, &format!("base64 ({e})")))?,
         })
     };
     Ok(Contribution {
         instance: instance.to_string(),
-        stage: count(&value["stage"], "stage")?,
+        stage: count(value, "stage", "stage")?,
         cohorts: PerCohort {
             canary: cohort("canary")?,
             stable: cohort("stable")?,

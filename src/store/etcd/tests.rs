@@ -1191,6 +1191,78 @@ fn contributions_are_read_per_stage_and_expire_with_their_instances_lease() {
     );
 }
 
+#[test]
+fn a_refused_contribution_names_the_field_shows_the_value_and_what_was_expected() {
+    let cohort = json!({"requests": 5, "errors": 1, "compliant": 4, "latency": "AAAA"});
+    let sane = json!({"stage": 2, "canary": cohort, "stable": cohort});
+    let refusal = |edit: &dyn Fn(&mut Value)| {
+        let mut value = sane.clone();
+        edit(&mut value);
+        let read = json_of("i", value.to_string().as_bytes())
+            .and_then(|value| contribution_in("i", &value));
+        read.unwrap_err()
+            .to_string()
+            .trim_start_matches("contribution of instance \"i\": ")
+            .to_string()
+    };
+    assert!(contribution_in("i", &sane).is_ok());
+    /// A change to the sane value.
+    type Edit<'a> = &'a dyn Fn(&mut Value);
+    let cases: [(Edit, &str); 9] = [
+        (
+            &|v| v["canary"]["latency"] = json!(5),
+            "canary.latency: 5 (number): expected a V2 histogram in base64 (text)",
+        ),
+        (
+            &|v| v["stable"]["latency"] = json!("@@"),
+            "stable.latency: \"@@\" (text): expected base64 (Invalid symbol 64, offset 0.)",
+        ),
+        (
+            &|v| v["canary"]["errors"] = json!(-3),
+            "canary.errors: -3 (number): expected a count (a whole number, 0 or more)",
+        ),
+        (
+            &|v| v["stable"]["requests"] = json!(1.5),
+            "stable.requests: 1.5 (number): expected a count (a whole number, 0 or more)",
+        ),
+        (
+            &|v| {
+                v["canary"].as_object_mut().unwrap().remove("compliant");
+            },
+            "canary.compliant: missing: expected a count (a whole number, 0 or more)",
+        ),
+        (
+            &|v| {
+                v.as_object_mut().unwrap().remove("canary");
+            },
+            "canary: missing: expected an object of requests, errors, compliant and latency",
+        ),
+        (
+            &|v| v["stable"] = json!("x".repeat(300)),
+            &format!(
+                "stable: \"{}...(302 bytes) (text): expected an object of requests, errors, compliant and latency",
+                "x".repeat(159)
+            ),
+        ),
+        (
+            &|v| *v = json!([2]),
+            "value: [2] (array): expected an object of stage, canary and stable",
+        ),
+        (
+            &|v| v["stage"] = json!(null),
+            "stage: null (null): expected a count (a whole number, 0 or more)",
+        ),
+    ];
+    for (edit, expected) in cases {
+        assert_eq!(refusal(edit), expected);
+    }
+    let not_json = json_of("i", b"stage=2\xff").unwrap_err();
+    assert_eq!(
+        not_json.to_string(),
+        "contribution of instance \"i\": value: \"stage=2\\xff\": expected a contribution's JSON (expected value at line 1 column 1)"
+    );
+}
+
 /// The value `store` published for `instance`, at `stage` instead of its own.
 fn published_at(store: &EtcdStore, instance: &str, stage: u64) -> Vec<u8> {
     let (found, _) = store.get(&store.contribution_key(instance), None).unwrap();
