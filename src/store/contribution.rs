@@ -104,7 +104,7 @@ impl BadContribution {
 
 /// Refuses an instance id of `bytes` bytes above [`MAX_INSTANCE_BYTES`], naming it by its first
 /// 32 characters (of `shown`: the id, or as much of it as was read).
-pub(crate) fn check_instance(shown: &str, bytes: usize) -> Result<(), BadContribution> {
+fn check_instance(shown: &str, bytes: usize) -> Result<(), BadContribution> {
     if bytes <= MAX_INSTANCE_BYTES {
         return Ok(());
     }
@@ -117,6 +117,25 @@ pub(crate) fn check_instance(shown: &str, bytes: usize) -> Result<(), BadContrib
             format!("{bytes} bytes is above {MAX_INSTANCE_BYTES}"),
         )
     })
+}
+
+/// The instance id `read` (of `bytes` bytes: when that is above [`MAX_INSTANCE_BYTES`],
+/// `read` may be its first characters alone), or its refusal: above the bound
+/// ([`check_instance`]), or not UTF-8, as instance `?` (as an id that is no text at all),
+/// showing its bytes escaped (`"x\xff"`): two ids that differ only in bytes that are not
+/// UTF-8 would read as the same text, and be counted as one instance. A gate writes its id as
+/// UTF-8 ([`instance_id`]).
+pub(crate) fn instance_of(read: &[u8], bytes: usize) -> Result<String, BadContribution> {
+    let shown = String::from_utf8_lossy(read);
+    check_instance(&shown, bytes)?;
+    match std::str::from_utf8(read) {
+        Ok(instance) => Ok(instance.to_string()),
+        Err(_) => Err(BadContribution::new(
+            "?",
+            "instance",
+            format!("{}: expected UTF-8 text", crate::error::shown_bytes(read)),
+        )),
+    }
 }
 
 /// This gate's instance id, unique per process and gate: the host name, the process id, the

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::contribution::{MAX_INSTANCE_BYTES, MAX_LATENCY_BYTES, PublishedCohort, check_instance};
+use super::contribution::{MAX_INSTANCE_BYTES, MAX_LATENCY_BYTES, PublishedCohort, instance_of};
 use super::{
     BadContribution, Commit, Contribution, EtcdStoreConfig, Guard, MAX_INSTANCES, NewestFirst,
     SCHEMA_VERSION, Since, StateStore, StoreError, StoreProblem, StoredEvent, StoredRelease,
@@ -662,7 +662,7 @@ impl EtcdStore {
             return Ok(None);
         }
         let read = value.and_then(|value| {
-            check_instance(&instance, instance.len())?;
+            let instance = instance_of(raw, raw.len())?;
             leased(&instance, &kv["lease"])?;
             contribution_in(&instance, &value)
         });

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::contribution::{MAX_INSTANCE_BYTES, MAX_LATENCY_BYTES, PublishedCohort, check_instance};
+use super::contribution::{MAX_INSTANCE_BYTES, MAX_LATENCY_BYTES, PublishedCohort, instance_of};
 use super::state::{checked_split_from, stored_version};
 use super::{
     BadContribution, Commit, Contribution, Guard, MAX_INSTANCES, NewestFirst, SCHEMA_VERSION,
@@ -1033,8 +1033,8 @@ fn of_another_file(read: Since, known: Guard) -> Since {
 fn contribution_of(row: &Row<'_>, stage: u64) -> Result<Contribution, BadContribution> {
     // An id of another type is shown as every column's value is: two such rows (the id is
     // the row's key) are two refusals, each logged once.
-    let instance = match row.get_ref(0) {
-        Ok(ValueRef::Text(text)) => String::from_utf8_lossy(text).into_owned(),
+    let read = match row.get_ref(0) {
+        Ok(ValueRef::Text(text)) => text,
         Ok(other) => {
             return Err(BadContribution::new(
                 "?",
@@ -1044,9 +1044,11 @@ fn contribution_of(row: &Row<'_>, stage: u64) -> Result<Contribution, BadContrib
         }
         Err(e) => return Err(BadContribution::new("?", "instance", e)),
     };
-    if let Ok(ValueRef::Integer(n)) = row.get_ref(17) {
-        check_instance(&instance, usize::try_from(n).unwrap_or(usize::MAX))?;
-    }
+    let bytes = match row.get_ref(17) {
+        Ok(ValueRef::Integer(n)) => usize::try_from(n).unwrap_or(usize::MAX),
+        _ => read.len(),
+    };
+    let instance = instance_of(read, bytes)?;
     // Each value in column `at + 1`, its length in column `at`; a refusal shows the value as
     // the release's and the history's columns do, after the column's name.
     let bad = |field: &str, problem: String| BadContribution::new(&instance, field, problem);

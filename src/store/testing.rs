@@ -96,3 +96,19 @@ pub(crate) fn contribution(
     };
     super::encode(instance, stage, &counts).unwrap()
 }
+
+/// Each of `rows` (a read of contributions) as a line, `<instance> ok` or the refusal's text,
+/// sorted.
+pub(crate) fn sorted_lines(
+    rows: Vec<Result<super::Contribution, super::BadContribution>>,
+) -> Vec<String> {
+    let mut lines: Vec<String> = rows
+        .into_iter()
+        .map(|row| match row {
+            Ok(c) => format!("{} ok", c.instance),
+            Err(bad) => bad.to_string(),
+        })
+        .collect();
+    lines.sort();
+    lines
+}

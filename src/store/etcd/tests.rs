@@ -6,7 +6,7 @@ use crate::config::Environment;
 use crate::store::Guard;
 use crate::store::scratch::etcd_endpoint as endpoint;
 use crate::store::testing::{
-    GATE, commit_on_top, config, contribution, rollback_event as event, write_on,
+    GATE, commit_on_top, config, contribution, rollback_event as event, sorted_lines, write_on,
 };
 use std::sync::Mutex;
 use std::sync::mpsc;
@@ -1315,13 +1315,16 @@ fn read_as_text(read: Vec<Result<Contribution, BadContribution>>) -> Vec<String>
         .collect()
 }
 
+/// The time to live of the contributions the tests below publish.
+const MINUTE: Duration = Duration::from_secs(60);
+
 /// A store of its own prefix (`name`), where `instance` published its contribution to stage 2,
 /// for a minute; `None` without an etcd to test against.
 fn published_by(name: &str, instance: &str) -> Option<EtcdStore> {
     let endpoint = endpoint(&format!("etcd {name}"))?;
     let store = EtcdStore::open(&settings(&endpoint, name), GATE).unwrap();
     store
-        .publish(&contribution(instance, 2, 100), Duration::from_secs(60))
+        .publish(&contribution(instance, 2, 100), MINUTE)
         .unwrap();
     Some(store)
 }
@@ -1331,7 +1334,6 @@ fn contributions_of_another_stage_however_many_and_new_hide_none_of_the_stage() 
     let Some(a) = published_by("other-stages", "real") else {
         return;
     };
-    let ttl = Duration::from_secs(60);
     // More instances still at stage 1 than a page holds, all published after it: a read of
     // the newest 257 keys found none of stage 2.
     let behind = published_at(&a, "real", 1);
@@ -1339,11 +1341,11 @@ fn contributions_of_another_stage_however_many_and_new_hide_none_of_the_stage() 
         .map(|n| (format!("behind-{n:03}"), behind.clone()))
         .collect();
     put_contributions(&a, &others, true);
-    let read = read_as_text(a.contributions(2, "a", ttl).unwrap());
+    let read = read_as_text(a.contributions(2, "a", MINUTE).unwrap());
     assert_eq!(read, ["real ok"]);
     // Of stage 1, the newest 256: the last two transactions' 200, then 56 of the first's
     // (one revision: the first in key order).
-    let read = read_as_text(a.contributions(1, "a", ttl).unwrap());
+    let read = read_as_text(a.contributions(1, "a", MINUTE).unwrap());
     assert_eq!(read.len(), MAX_INSTANCES);
     assert_eq!(read[0], "behind-200 ok");
     assert_eq!(read[MAX_INSTANCES - 1], "behind-055 ok");
@@ -1356,7 +1358,6 @@ fn a_read_of_contributions_stops_at_its_page_bound_and_says_so_once() {
     let Some(a) = published_by("contributions-bound", "a") else {
         return;
     };
-    let ttl = Duration::from_secs(60);
     let bound = MAX_CONTRIBUTION_PAGES * CONTRIBUTION_PAGE;
     // Keys in key order: "early" first, then stage 1's, then "zz-late", beyond the bound.
     let behind = published_at(&a, "a", 1);
@@ -1368,7 +1369,7 @@ fn a_read_of_contributions_stops_at_its_page_bound_and_says_so_once() {
     put_contributions(&a, &kvs, true);
     let keys = bound + 3;
     let lines = LogLines::default();
-    let read = lines.during(|| read_as_text(a.contributions(2, "b", ttl).unwrap()));
+    let read = lines.during(|| read_as_text(a.contributions(2, "b", MINUTE).unwrap()));
     assert_eq!(
         read,
         ["early ok", "a ok"],
@@ -1383,7 +1384,7 @@ fn a_read_of_contributions_stops_at_its_page_bound_and_says_so_once() {
         "{warned:?}"
     );
     // Not again while it lasts; again once it ended and came back.
-    lines.during(|| a.contributions(2, "b", ttl).unwrap());
+    lines.during(|| a.contributions(2, "b", MINUTE).unwrap());
     assert_eq!(lines.lines_at(tracing::Level::WARN).len(), 1);
     // Three keys fewer: every key is read, "zz-late" too (put with "early", at its revision).
     let deleted = a
@@ -1396,12 +1397,49 @@ fn a_read_of_contributions_stops_at_its_page_bound_and_says_so_once() {
         )
         .unwrap();
     assert_eq!(text_of(&deleted["deleted"]), "3");
-    let read = lines.during(|| read_as_text(a.contributions(2, "b", ttl).unwrap()));
+    let read = lines.during(|| read_as_text(a.contributions(2, "b", MINUTE).unwrap()));
     assert_eq!(read, ["early ok", "zz-late ok", "a ok"]);
     assert_eq!(lines.lines_at(tracing::Level::WARN).len(), 1);
     put_contributions(&a, &kvs[..1], true);
-    lines.during(|| a.contributions(2, "b", ttl).unwrap());
+    lines.during(|| a.contributions(2, "b", MINUTE).unwrap());
     assert_eq!(lines.lines_at(tracing::Level::WARN).len(), 2);
+}
+
+/// An instance id that is not UTF-8 (a key put by hand) is refused showing its bytes: read as
+/// text, `x\xff` and `x\xfe` would be one instance, counted once. Its length is its bytes'.
+#[test]
+fn contribution_keys_whose_instance_is_not_utf8_are_refused_each_showing_its_bytes() {
+    let Some(a) = published_by("not-utf8", "ok") else {
+        return;
+    };
+    let value = published_at(&a, "ok", 2);
+    let granted = a.call("/v3/lease/grant", &json!({"TTL": "60"})).unwrap();
+    for id in [&b"x\xff"[..], b"x\xfe", &[0xff; 200], &[0xff; 300]] {
+        let mut key = a.contribution_key("").into_bytes();
+        key.extend_from_slice(id);
+        a.call(
+            "/v3/kv/put",
+            &json!({"key": BASE64.encode(key), "value": BASE64.encode(&value), "lease": text_of(&granted["ID"])}),
+        )
+        .unwrap();
+    }
+    let lines = sorted_lines(a.contributions(2, "a", MINUTE).unwrap());
+    assert_eq!(
+        lines,
+        [
+            format!(
+                r#"contribution of instance "?": instance: "{}"...(200 bytes): expected UTF-8 text"#,
+                r"\xff".repeat(160)
+            ),
+            r#"contribution of instance "?": instance: "x\xfe": expected UTF-8 text"#.to_string(),
+            r#"contribution of instance "?": instance: "x\xff": expected UTF-8 text"#.to_string(),
+            format!(
+                r#"contribution of instance "{}"...(300 bytes): instance: 300 bytes is above 256"#,
+                "\u{fffd}".repeat(32)
+            ),
+            "ok ok".to_string(),
+        ]
+    );
 }
 
 #[test]
@@ -1409,7 +1447,6 @@ fn a_value_too_large_to_be_a_contribution_is_refused_alone_naming_its_key() {
     let Some(a) = published_by("oversized", "real") else {
         return;
     };
-    let ttl = Duration::from_secs(60);
     // Values no gate writes, each within etcd's request limit (1.5 MiB), together above what
     // a page of contributions takes (about 60 MB as base64).
     let page = a.contributions_answer(CONTRIBUTION_PAGE, false);
@@ -1421,13 +1458,13 @@ fn a_value_too_large_to_be_a_contribution_is_refused_alone_naming_its_key() {
     for kv in &kvs {
         put_contributions(&a, std::slice::from_ref(kv), false);
     }
-    let mut read = read_as_text(a.contributions(2, "a", ttl).unwrap());
+    let mut read = read_as_text(a.contributions(2, "a", MINUTE).unwrap());
     read.sort();
     let mut expected: Vec<String> = (0..count).map(|n| format!("junk-{n:02} value")).collect();
     expected.push("real ok".to_string());
     assert_eq!(read, expected);
     let refused = a
-        .contributions(2, "a", ttl)
+        .contributions(2, "a", MINUTE)
         .unwrap()
         .into_iter()
         .find_map(Result::err)

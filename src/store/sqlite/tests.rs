@@ -3,7 +3,9 @@ use crate::MAX_REASON_BYTES;
 use crate::config::{Environment, canary};
 use crate::store::Guard;
 use crate::store::scratch::{Scratch, backup, move_over, remove_store};
-use crate::store::testing::{commit_on_top, config, contribution, rollback_event, write_on};
+use crate::store::testing::{
+    commit_on_top, config, contribution, rollback_event, sorted_lines, write_on,
+};
 use crate::telemetry::log_lines::LogLines;
 use std::path::Path;
 use std::process::Command;
@@ -1864,6 +1866,39 @@ fn contribution_rows_whose_instance_is_a_blob_are_refused_each_showing_its_value
         [
             r#"contribution of instance "?": instance: x'01'(1 bytes) (blob): expected text"#,
             r#"contribution of instance "?": instance: x'02'(1 bytes) (blob): expected text"#,
+        ]
+    );
+}
+
+/// An instance id that is not UTF-8 (a row written by hand) is refused showing its bytes:
+/// read as text, `x\xff` and `x\xfe` would be one instance, counted once.
+#[test]
+fn contribution_rows_whose_instance_is_not_utf8_are_refused_each_showing_its_bytes() {
+    let dir = Scratch::new("contributions-not-utf8");
+    let store = open(&dir.file("gate.db"), "checkout");
+    let ttl = Duration::from_secs(60);
+    for instance in ["one", "two", "ok"] {
+        store.publish(&contribution(instance, 1, 100), ttl).unwrap();
+    }
+    {
+        let c = store.connection();
+        for (hex, instance) in [("78ff", "one"), ("78fe", "two")] {
+            c.execute(
+                &format!(
+                    "UPDATE contribution SET instance = CAST(x'{hex}' AS TEXT) WHERE instance = ?1"
+                ),
+                [instance],
+            )
+            .unwrap();
+        }
+    }
+    let lines = sorted_lines(store.contributions(1, "me", ttl).unwrap());
+    assert_eq!(
+        lines,
+        [
+            r#"contribution of instance "?": instance: "x\xfe": expected UTF-8 text"#,
+            r#"contribution of instance "?": instance: "x\xff": expected UTF-8 text"#,
+            "ok ok",
         ]
     );
 }
