@@ -615,7 +615,8 @@ impl EtcdStore {
             let read = self.call_bounded("/v3/kv/range", &single, one)?;
             match read.as_ref().and_then(|r| r["kvs"].get(0)) {
                 Some(kv) => page.push((kv.clone(), None)),
-                // Deleted since the keys were read: not at the revision read, so never.
+                // No such key at the revision its name was read at (a member that is not
+                // etcd): nothing to count.
                 None if read.is_some() => {}
                 None => page.push((key, Some(one))),
             }
