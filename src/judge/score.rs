@@ -21,11 +21,13 @@ pub(crate) struct HealthScore {
     pub(crate) point: f64,
     /// The score's one-sided upper confidence bound: the `health_score` rule acts on it. It is
     /// made of four bounds at α each (the excess error rate's, the stable error rate's, the
-    /// canary p99's and the stable p99's), so it holds at 4α.
+    /// canary p99's and the stable p99's), so it holds at 4α. Never below `point`: each
+    /// penalty's least value waits for the test its point value waits for, and is at most it.
     pub(crate) upper_bound: f64,
 }
 
-/// A penalty at its point value and at the least value the data make sure of.
+/// A penalty at its point value and at the least value the data make sure of, never above the
+/// point value: the score's bound is never below the score ([`Penalty::new`]).
 #[derive(Debug, Clone, Copy)]
 struct Penalty {
     point: f64,
@@ -37,6 +39,17 @@ impl Penalty {
         point: 0.0,
         least: 0.0,
     };
+
+    /// The penalty of `point` whose bound gave `least`, taken at most at `point`: a bound read
+    /// from other statistics than the point (the p99's order statistics beside its own bucket)
+    /// may land a little above it, and the bound is a guarantee the score has, not a second
+    /// estimate.
+    fn new(point: f64, least: f64) -> Self {
+        Self {
+            point,
+            least: least.min(point),
+        }
+    }
 }
 
 /// The canary's health score against the stable cohort: errors from the window, latencies
@@ -84,8 +97,8 @@ fn ratio(canary_micros: u64, stable_micros: u64) -> f64 {
 /// rate at its upper confidence bound (at `slo.significance`, as the rules' ceilings take it):
 /// over the point rate, a stable window that erred low by chance made the least penalty
 /// larger than the true one (75 stable errors in 10 000 beside 1 900 canary ones in 100 000,
-/// true rates 1 % and 1.9 %, a score of exactly 0.8, had its bound at 0.793). The point
-/// penalty applies once the excess's bound is above zero.
+/// true rates 1 % and 1.9 %, a score of exactly 0.8, had its bound at 0.793). Both apply
+/// once the excess's bound is above zero.
 fn error_penalty(
     canary: &CohortStats<'_>,
     stable: &CohortStats<'_>,
@@ -111,19 +124,22 @@ fn error_penalty(
         by_ratio.0.min(by_tolerance.0),
         by_ratio.1.min(by_tolerance.1),
     );
-    Penalty {
-        point: if least > 0.0 {
-            error_share(excess, stable.error_rate)
-        } else {
-            0.0
-        },
-        least: error_share(least, binomial_upper(s.events, s.trials, slo.significance)),
+    if least <= 0.0 {
+        return Penalty::NONE;
     }
+    Penalty::new(
+        error_share(excess, stable.error_rate),
+        error_share(least, binomial_upper(s.events, s.trials, slo.significance)),
+    )
 }
 
-/// The point penalty applies once significantly more than 1 % of canary requests are slower
-/// than the stable p99; the least penalty reads the canary's p99 at its lower confidence bound
-/// and the stable one at its upper bound (distribution-free bounds by order statistics).
+/// The penalty applies once significantly more than 1 % of canary requests are slower than
+/// the stable p99 (a Chernoff bound, conservative), at its point value and at its least: the
+/// canary's p99 at its lower confidence bound over the stable one's at its upper bound
+/// (distribution-free bounds by order statistics). Both wait for that test, as both error
+/// penalties wait for theirs: the bounds alone could be sure of a slower p99 the point's test
+/// is not yet sure of (they are exact, it is not), and the `health_score` rule rolled back a
+/// canary whose reported score was 1.0.
 fn latency_penalty(canary: &CohortStats<'_>, stable: &CohortStats<'_>, slo: &SloConfig) -> Penalty {
     let (Some(canary_p99), Some(stable_p99)) = (canary.p99_micros, stable.p99_micros) else {
         return Penalty::NONE;
@@ -131,19 +147,16 @@ fn latency_penalty(canary: &CohortStats<'_>, stable: &CohortStats<'_>, slo: &Slo
     if !canary.has(slo.min_samples) || !stable.has(slo.min_samples) {
         return Penalty::NONE;
     }
-    let significant =
-        canary_p99 > stable_p99 && canary.p_slower_than(stable_p99) < slo.significance;
     let alpha = slo.significance;
+    if canary_p99 <= stable_p99 || canary.p_slower_than(stable_p99) >= alpha {
+        return Penalty::NONE;
+    }
     // Without both bounds (too few samples), the least ratio is no worse than even.
     let bounds = canary
         .p99_lower_micros(alpha)
         .zip(stable.p99_upper_micros(alpha));
-    Penalty {
-        point: if significant {
-            latency_share(ratio(canary_p99, stable_p99))
-        } else {
-            0.0
-        },
-        least: bounds.map_or(0.0, |(low, high)| latency_share(ratio(low, high))),
-    }
+    Penalty::new(
+        latency_share(ratio(canary_p99, stable_p99)),
+        bounds.map_or(0.0, |(low, high)| latency_share(ratio(low, high))),
+    )
 }

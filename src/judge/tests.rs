@@ -405,6 +405,100 @@ fn the_score_rule_needs_the_data_to_be_sure() {
     );
 }
 
+/// The score's bound is never below the score, and it sees no latency penalty the score does
+/// not: a canary whose tail is past the stable p99 by the p99's bounds (exact order
+/// statistics) but not yet by the score's own test (more than 1 % slower, a Chernoff bound)
+/// was rolled back by `health_score` while its reported score was 1.0 ("observed 0.7000 vs
+/// limit 0.8000").
+#[test]
+fn the_score_s_bound_never_sees_a_penalty_the_score_does_not() {
+    let slo = SloConfig::default();
+    let mut stable = vec![(10_000, 980_000)];
+    stable.extend((0..80).map(|j| (32_768 + 256 * j, 250)));
+    let h = judge_cohorts(
+        StageId(2),
+        canary(5.0),
+        &lumps(&[(5_000, 978), (150_000, 22)]),
+        &lumps(&stable),
+        PerCohort::default(),
+        policy(&slo),
+    );
+    let f = finding(&h, Rule::HealthScore).unwrap();
+    assert!(
+        f.observed >= h.health_score,
+        "{f}; score {}",
+        h.health_score
+    );
+    assert!(!f.fired, "{}", h.evidence);
+    assert_eq!(h.health_score, 1.0, "{}", h.evidence);
+}
+
+/// A cohort for the score's property tests: `leading × 10^magnitude` requests (`magnitudes`)
+/// at a body latency, a tail of up to 6 % of them spread over up to `spread` buckets from a
+/// tail latency, and up to 20 % of them failed.
+fn arbitrary_cohort(
+    magnitudes: std::ops::Range<u32>,
+    spread: std::ops::Range<u64>,
+) -> impl proptest::strategy::Strategy<Value = CohortCounts> {
+    use proptest::prelude::*;
+    (
+        magnitudes,
+        1u64..10,
+        1_000u64..50_000,
+        1_000u64..300_000,
+        0u64..60,
+        spread,
+        prop_oneof![Just(0u64), 0u64..200],
+    )
+        .prop_map(
+            |(magnitude, leading, body, tail, permille, spread, errors)| {
+                let requests = leading * 10u64.pow(magnitude);
+                let slow = requests * permille / 1_000;
+                let each = slow / spread;
+                let mut of = vec![(body, requests - each * spread)];
+                of.extend(
+                    (0..spread)
+                        .filter(|_| each > 0)
+                        .map(|j| (tail + 256 * j, each)),
+                );
+                let mut counts = lumps(&of);
+                counts.errors = counts.requests * errors / 1_000;
+                counts.compliant = counts.requests - counts.errors;
+                counts
+            },
+        )
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+    /// Whatever the cohorts (a canary of 100 to 90 000 requests, its tail in one bucket or a
+    /// few, beside a stable version of 10 000 to 9 million, its tail spread), the score's
+    /// upper bound (the `health_score` finding's observed value) is at least the score, so
+    /// the rule never rolls back a score of 0.8 or above.
+    #[test]
+    fn the_score_s_upper_bound_is_never_below_the_score(
+        canary_counts in arbitrary_cohort(2..5, 1..4),
+        stable_counts in arbitrary_cohort(4..7, 1..80),
+        percent in 1.0f64..99.0,
+    ) {
+        let slo = SloConfig::default();
+        let h = judge_cohorts(
+            StageId(2),
+            canary(percent),
+            &canary_counts,
+            &stable_counts,
+            PerCohort::default(),
+            policy(&slo),
+        );
+        let f = finding(&h, Rule::HealthScore);
+        proptest::prop_assert!(f.is_some());
+        if let Some(f) = f {
+            proptest::prop_assert!(f.observed >= h.health_score, "{}; score {}", f, h.health_score);
+            proptest::prop_assert!(!f.fired || h.health_score < f.limit, "{}", h.evidence);
+        }
+    }
+}
+
 fn burst(canary: [u64; 2], stable: [u64; 2]) -> PerCohort<[u64; 2]> {
     PerCohort { canary, stable }
 }
