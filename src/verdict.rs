@@ -104,7 +104,8 @@ pub(crate) enum Compliance {
 /// above the evidence's `slo_threshold` (the judged release's), a health score at least
 /// [`HEALTHY_FROM`] (0.9), and (a canary with stable traffic to compare with) the stage shows
 /// it not worse than the stable version beyond the tolerated limits; checked in that order.
-/// The judge's HEALTHY implies it.
+/// It is the judge's HEALTHY, in every environment (in Production too, where no rule judges
+/// but the stable version's samples and compliance are held against `slo_threshold`).
 pub(crate) fn compliance(evidence: &Evidence) -> Compliance {
     let subject = if evidence.environment == Environment::Production {
         Cohort::Stable
@@ -112,12 +113,6 @@ pub(crate) fn compliance(evidence: &Evidence) -> Compliance {
         Cohort::Canary
     };
     let numbers = evidence.subject();
-    // The canary's latencies count from the stage's warm-up, which the latency rules skip; the
-    // stable version in Production is judged by no rule.
-    let judged = match subject {
-        Cohort::Canary => numbers.judged(),
-        Cohort::Stable => numbers.requests,
-    };
     let slo_threshold = evidence.slo_threshold;
     let held = evidence.findings.iter().find(|f| f.holds).map(|f| f.rule);
     let shown = evidence.non_inferiority;
@@ -140,10 +135,10 @@ pub(crate) fn compliance(evidence: &Evidence) -> Compliance {
         } else {
             Compliance::ServiceBreach { rule }
         }
-    } else if judged < evidence.min_samples && !shown.shown() {
+    } else if evidence.too_few_samples() {
         Compliance::TooFewSamples {
             subject,
-            have: judged,
+            have: evidence.subject_samples(),
             need: evidence.min_samples,
         }
     } else if evidence.below_slo_threshold() {

@@ -328,6 +328,26 @@ impl Evidence {
         self.canary.judged() >= self.min_samples || self.non_inferiority.shown()
     }
 
+    /// The samples of the version under judgement in the window, as the judge and the
+    /// compliance check count them: the canary's [`CohortEvidence::judged`] (its latencies
+    /// after the stage's warm-up too), or in Production the stable version's requests (no
+    /// rule reads its latencies there).
+    pub(crate) fn subject_samples(&self) -> u64 {
+        if self.environment == Environment::Production {
+            self.stable.requests
+        } else {
+            self.canary.judged()
+        }
+    }
+
+    /// Whether the version under judgement has too few samples to be HEALTHY or promotable:
+    /// fewer than `min_samples` ([`Evidence::subject_samples`]) and, for a canary, the stage
+    /// not showing it not worse than the stable version ([`Evidence::sufficient_data`] outside
+    /// Production).
+    pub(crate) fn too_few_samples(&self) -> bool {
+        self.subject_samples() < self.min_samples && !self.non_inferiority.shown()
+    }
+
     /// The numbers of the version under judgement: the new version's, or in Production
     /// (where there is none) the stable version's.
     ///

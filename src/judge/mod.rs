@@ -72,12 +72,16 @@ pub enum Recommendation {
     /// No rule fired and none holds, the canary has `min_samples` samples in the window (or
     /// the stage shows it not worse than stable), its compliance is
     /// at least `slo_threshold`, the score is at least 0.9, and the stage shows it not worse
-    /// than stable (when required): ready to promote.
+    /// than stable (when required): ready to promote. In Production, where nothing is judged
+    /// against a canary, the stable version has `min_samples` requests in the window and its
+    /// compliance is at least `slo_threshold`. The gate's compliance check agrees.
     Healthy,
     /// No rule fired, but a finding holds, the canary has fewer than `min_samples` samples in
-    /// the window and the stage does not show it not worse than stable, its compliance in the window is below `slo_threshold`, the score is below 0.9 (a score
-    /// below 0.8 that the data are not yet sure of included), or the stage does not yet show
-    /// it not worse than stable: watch before promoting.
+    /// the window and the stage does not show it not worse than stable, its compliance in the
+    /// window is below `slo_threshold`, the score is below 0.9 (a score below 0.8 that the
+    /// data are not yet sure of included), or the stage does not yet show it not worse than
+    /// stable: watch before promoting. In Production: the stable version has fewer than
+    /// `min_samples` requests in the window, or its compliance is below `slo_threshold`.
     Monitor,
     /// A rule fired: the gate rolls back, or would with auto rollback on. A low score alone is
     /// not enough: the `health_score` rule acts on the score's upper confidence bound.
@@ -340,19 +344,21 @@ fn health(
 }
 
 /// ROLLBACK when a rule fired (the gate rolls back, or would with auto rollback on); NO_DATA
-/// when the canary reports nothing; otherwise MONITOR while a finding holds, the canary has
-/// too few samples ([`Evidence::sufficient_data`]), its compliance is below `slo_threshold`, the score is below 0.9 (so a low
-/// score the data are not yet sure of is MONITOR) or non-inferiority is not yet shown;
-/// otherwise HEALTHY, which the gate's compliance check then agrees with.
+/// when the canary reports nothing; otherwise MONITOR while a finding holds, the version under
+/// judgement (the canary, or in Production the stable version) has too few samples
+/// ([`Evidence::too_few_samples`]), its compliance is below `slo_threshold`, the score is below
+/// 0.9 (so a low score the data are not yet sure of is MONITOR) or non-inferiority is not yet
+/// shown; otherwise HEALTHY, which the gate's compliance check then agrees with, in every
+/// environment.
 fn recommend(evidence: &Evidence) -> Recommendation {
-    let judging = !matches!(evidence.environment, Environment::Production);
     let holds = |rule| evidence.findings.iter().any(|f| f.holds && f.rule == rule);
     if evidence.fired().next().is_some() {
         Recommendation::Rollback
     } else if holds(Rule::NoData) {
         Recommendation::NoData
     } else if evidence.findings.iter().any(|f| f.holds)
-        || (judging && (!evidence.sufficient_data() || evidence.below_slo_threshold()))
+        || evidence.too_few_samples()
+        || evidence.below_slo_threshold()
         || evidence.health_score < HEALTHY_FROM
         || !evidence.non_inferiority.sufficient()
     {

@@ -469,6 +469,51 @@ fn arbitrary_cohort(
         )
 }
 
+/// Production, Staging, or a canary stage at 1 % to 100 %.
+fn arbitrary_environment() -> impl proptest::strategy::Strategy<Value = Environment> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(Environment::Production),
+        Just(Environment::Staging),
+        (1.0f64..=100.0).prop_map(canary),
+    ]
+}
+
+proptest::proptest! {
+    /// In every environment the judge's HEALTHY is the compliance check's Compliant: one
+    /// decision, said twice. (In Production the stable version failing nine requests in ten
+    /// was HEALTHY and not compliant.)
+    #[test]
+    fn healthy_is_compliant_in_every_environment(
+        canary_counts in arbitrary_cohort(1..5, 1..4),
+        stable_counts in arbitrary_cohort(1..5, 1..80),
+        environment in arbitrary_environment(),
+    ) {
+        // Production routes nothing to a canary; Staging nothing to the stable version.
+        let none = CohortCounts::default();
+        let (canary_counts, stable_counts) = match environment {
+            Environment::Production => (&none, &stable_counts),
+            Environment::Staging => (&canary_counts, &none),
+            _ => (&canary_counts, &stable_counts),
+        };
+        let slo = SloConfig::default();
+        let h = judge_cohorts(
+            StageId(2),
+            environment,
+            canary_counts,
+            stable_counts,
+            PerCohort::default(),
+            policy(&slo),
+        );
+        let compliance = crate::verdict::compliance(&h.evidence);
+        proptest::prop_assert_eq!(
+            h.recommendation == Recommendation::Healthy,
+            compliance == crate::verdict::Compliance::Compliant,
+            "{} is {:?}: {}", h.recommendation, compliance, h.evidence
+        );
+    }
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
     /// Whatever the cohorts (a canary of 100 to 90 000 requests, its tail in one bucket or a
@@ -549,21 +594,50 @@ fn an_outage_the_stable_version_shares_is_not_blamed_on_the_canary() {
     );
 }
 
+/// In Production no rule judges (there is no canary), but the recommendation, like the
+/// compliance check, judges the stable version's samples and compliance: HEALTHY only where
+/// the check is compliant. (A stable version failing 900 of 1 000 requests was HEALTHY beside
+/// "compliance 10.000% < slo_threshold 95.000%" and a compliance check that said no.)
 #[test]
 fn production_has_nothing_to_judge() {
     let slo = SloConfig::default();
-    let prod = cohort(1000, 900, 5_000, 10_000);
-    let h = judge_cohorts(
-        StageId(1),
-        Environment::Production,
-        &CohortCounts::default(),
-        &prod,
-        PerCohort::default(),
-        policy(&slo),
-    );
-    assert!(h.evidence.findings.is_empty());
-    assert_eq!(h.recommendation, Recommendation::Healthy);
-    assert_eq!(h.traffic_percent, 0.0);
+    let in_production = |stable: &CohortCounts| {
+        judge_cohorts(
+            StageId(1),
+            Environment::Production,
+            &CohortCounts::default(),
+            stable,
+            PerCohort::default(),
+            policy(&slo),
+        )
+    };
+    use crate::verdict::{Compliance, compliance};
+    let failing = in_production(&cohort(1000, 900, 5_000, 10_000));
+    assert!(failing.evidence.findings.is_empty());
+    assert_eq!(failing.health_score, 1.0);
+    assert_eq!(failing.traffic_percent, 0.0);
+    let below = Compliance::BelowThreshold {
+        compliance: 0.1,
+        threshold: 0.95,
+        service_wide: false,
+    };
+    // Failing, too few requests, enough and compliant: HEALTHY only in the last.
+    for (h, expected, recommendation) in [
+        (failing, below, Recommendation::Monitor),
+        (
+            in_production(&cohort(99, 0, 5_000, 10_000)),
+            too_few_of_100(crate::Cohort::Stable, 99),
+            Recommendation::Monitor,
+        ),
+        (
+            in_production(&cohort(1000, 10, 5_000, 10_000)),
+            Compliance::Compliant,
+            Recommendation::Healthy,
+        ),
+    ] {
+        assert_eq!(compliance(&h.evidence), expected, "{}", h.evidence);
+        assert_eq!(h.recommendation, recommendation, "{}", h.evidence);
+    }
 }
 
 #[test]
