@@ -103,7 +103,9 @@ pub(crate) enum Compliance {
 /// latencies after the stage's warm-up too, which the latency rules judge), compliance at or
 /// above the evidence's `slo_threshold` (the judged release's), a health score at least
 /// [`HEALTHY_FROM`] (0.9), and (a canary with stable traffic to compare with) the stage shows
-/// it not worse than the stable version beyond the tolerated limits; checked in that order.
+/// it not worse than the stable version beyond the tolerated limits; checked in that order,
+/// a `no_data` hold before any other finding that holds (as the judge's NO_DATA comes before
+/// its MONITOR).
 /// It is the judge's HEALTHY, in every environment (in Production too, where no rule judges
 /// but the stable version's samples and compliance are held against `slo_threshold`).
 pub(crate) fn compliance(evidence: &Evidence) -> Compliance {
@@ -114,11 +116,14 @@ pub(crate) fn compliance(evidence: &Evidence) -> Compliance {
     };
     let numbers = evidence.subject();
     let slo_threshold = evidence.slo_threshold;
+    // No data first, as the judge's NO_DATA: a breach the whole service shows is no reason
+    // to ignore that the canary reports nothing.
+    let holds = |rule| evidence.findings.iter().any(|f| f.holds && f.rule == rule);
     let held = evidence.findings.iter().find(|f| f.holds).map(|f| f.rule);
     let shown = evidence.non_inferiority;
     if evidence.fired().next().is_some() {
         Compliance::RuleFired
-    } else if held == Some(Rule::NoData) {
+    } else if holds(Rule::NoData) {
         Compliance::NoData
     } else if let Some(rule) = held {
         // The stable outcomes the rule's blame needs: without them the breach is nobody's yet.
@@ -241,6 +246,35 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// The canary silent while the whole service breaches its SLO: NO_DATA, as the judge says
+    /// (the promotion was refused as the service's breach, `SloNotMet`, beside NO_DATA).
+    #[test]
+    fn no_data_comes_before_the_service_s_breach() {
+        let canary = Environment::Canary {
+            traffic_percent: 5.0,
+        };
+        let mut silent = evidence(canary, 0, 10_000, false);
+        let holding = |rule| Finding {
+            rule,
+            observed: 0.0,
+            limit: 0.0,
+            p_value: 1e-9,
+            fired: false,
+            holds: true,
+            acting: "",
+        };
+        silent.findings = vec![holding(Rule::SloCompliance), holding(Rule::NoData)];
+        assert!(silent.stable.requests >= silent.min_samples);
+        assert_eq!(compliance(&silent), Compliance::NoData);
+        silent.findings.pop();
+        assert_eq!(
+            compliance(&silent),
+            Compliance::ServiceBreach {
+                rule: Rule::SloCompliance
+            }
+        );
     }
 
     #[test]

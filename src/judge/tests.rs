@@ -480,8 +480,8 @@ fn arbitrary_environment() -> impl proptest::strategy::Strategy<Value = Environm
 }
 
 proptest::proptest! {
-    /// In every environment the judge's HEALTHY is the compliance check's Compliant: one
-    /// decision, said twice. (In Production the stable version failing nine requests in ten
+    /// In every environment the judge's HEALTHY is the compliance check's Compliant, and its
+    /// NO_DATA the check's NoData: one decision, said twice. (In Production the stable version failing nine requests in ten
     /// was HEALTHY and not compliant.)
     #[test]
     fn healthy_is_compliant_in_every_environment(
@@ -509,6 +509,11 @@ proptest::proptest! {
         proptest::prop_assert_eq!(
             h.recommendation == Recommendation::Healthy,
             compliance == crate::verdict::Compliance::Compliant,
+            "{} is {:?}: {}", h.recommendation, compliance, h.evidence
+        );
+        proptest::prop_assert_eq!(
+            h.recommendation == Recommendation::NoData,
+            compliance == crate::verdict::Compliance::NoData,
             "{} is {:?}: {}", h.recommendation, compliance, h.evidence
         );
     }
