@@ -31,8 +31,10 @@ pub struct Finding {
     /// (`health_score`; the health score itself is the point estimate, at or below it), or 0
     /// (`no_data`).
     pub observed: f64,
-    /// The limit it was held against: in the same unit, but for `no_data`, whose limit is the
-    /// stage age in seconds after which no outcome is held against the canary.
+    /// The limit it was held against: in the same unit, but for `no_data`, whose limit is
+    /// `no_data_ms` in seconds: how long the canary may report nothing, from the stage's start
+    /// or, once it has reported, since its latest outcome, before that is held against it.
+    /// `p99_budget`'s is the budget as configured (judged in whole microseconds, rounded up).
     pub limit: f64,
     /// The test's p-value (an upper bound). The rules on a confidence bound (`errors_over_stage`,
     /// `latency_shift`, `health_score`) report `significance` when their bound is beyond the
@@ -40,8 +42,12 @@ pub struct Finding {
     /// `min_samples`, unfired; `errors_over_stage` reports the exact binomial tail of the
     /// canary's errors instead when that is larger and the canary expects fewer than 10
     /// errors at the limit: the tail at the limit of the stable rate with one error more than
-    /// seen, since the stable estimate is not exact);
-    /// `no_data` reports the chance of no canary outcome at all given those due.
+    /// seen, since the stable estimate is not exact); `overwhelming_errors` and `error_burst`
+    /// report Fisher's exact p-value against the stable outcomes of the same span instead when
+    /// those are too few to bound their rate and it is the larger;
+    /// `no_data` reports the chance of no canary outcome at all given those due (at least
+    /// e⁻⁷⁰⁰), or 0 when no stable traffic counts them (Staging, a 100 % canary), which its
+    /// text shows as no p-value.
     pub p_value: f64,
     /// Whether the rule fired: the canary is to blame and is rolled back.
     pub fired: bool,
@@ -72,6 +78,22 @@ fn seconds_shown_in_ms(seconds: f64) -> String {
     crate::shown_millis(Duration::from_nanos(nanos as u64))
 }
 
+/// The decimals, from 3 to 6, that show `millis` (a duration of at most a day) to the
+/// nanosecond, as it was configured.
+fn millis_decimals(millis: f64) -> usize {
+    let nanos = (millis * 1e6).round();
+    if !(nanos.is_finite() && nanos >= 0.0 && nanos < u64::MAX as f64) {
+        return 3;
+    }
+    let nanos = nanos as u64;
+    match (nanos % 1_000, nanos % 100, nanos % 10) {
+        (0, _, _) => 3,
+        (_, 0, _) => 4,
+        (_, _, 0) => 5,
+        _ => 6,
+    }
+}
+
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let verdict = match (self.fired, self.holds) {
@@ -87,8 +109,14 @@ impl fmt::Display for Finding {
             )
         };
         let (observed, limit) = match self.rule {
+            // The budget as configured, to the nanosecond: three decimals showed 0.0005 ms
+            // as 0.000.
             Rule::P99Budget => {
-                let [observed, limit] = pair(3, false);
+                let [observed, limit] = apart(
+                    (self.observed, Digits::Fixed(3)),
+                    (self.limit, Digits::Fixed(millis_decimals(self.limit))),
+                    false,
+                );
                 (format!("{observed}ms"), format!("{limit}ms"))
             }
             Rule::HealthScore | Rule::LatencyShift => {
@@ -135,6 +163,9 @@ impl Finding {
             Rule::HealthScore => {
                 format!("bound beyond the limit: four bounds at α = {p:e} each")
             }
+            // Silent with no stable traffic to count the outcomes due: no chance to give (the
+            // cap, p=9.86e-305, was shown).
+            Rule::NoData if p == 0.0 => "no stable traffic to count the outcomes due".to_owned(),
             _ => format!("p={p:.2e}"),
         }
     }

@@ -13,8 +13,11 @@ use super::{Finding, Rule};
 /// shift of about 0.05 in the probability that a canary request is the slower one fastest.
 const SHIFT_TAU: f64 = 0.05;
 
-fn micros(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+/// `d` in whole microseconds, the histograms' unit, rounded up: a setting compared with the
+/// canary's latencies (`p99_budget_ms`, `latency_tolerance_ms`) is never stricter than
+/// configured (truncated, a budget of 0.0005 ms was judged as 0).
+fn micros_up(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos().div_ceil(1_000)).unwrap_or(u64::MAX)
 }
 
 /// [`Rule::P99VsStable`]: over the window after warm-up, the tail against the stable
@@ -67,7 +70,7 @@ pub(super) fn tail_shares(
 }
 
 fn canary_threshold(case: &Case<'_>, threshold: u64) -> u64 {
-    threshold.saturating_add(micros(case.slo.latency_tolerance))
+    threshold.saturating_add(micros_up(case.slo.latency_tolerance))
 }
 
 /// [`Rule::P99Budget`]: the canary's p99 against the absolute `p99_budget`; applies when it is
@@ -77,11 +80,13 @@ fn canary_threshold(case: &Case<'_>, threshold: u64) -> u64 {
 /// significantly above `p99_ratio_limit` × the stable version's share slower than the budget
 /// (`p99_vs_stable`'s test and margins, at the budget), `min_samples` of them after warm-up
 /// too; otherwise it holds. The error rules' margins (`error_rate_ratio_limit`,
-/// `error_rate_tolerance`) say nothing of latency.
+/// `error_rate_tolerance`) say nothing of latency. The budget is judged in whole microseconds,
+/// rounded up ([`micros_up`]), and the finding's limit is the budget as configured.
 pub(super) fn p99_budget(case: &Case<'_>) -> Option<Finding> {
     let (canary, stable) = (&case.latency.canary, &case.latency.stable);
     let canary_p99 = canary.p99_micros?;
-    let budget = micros(case.slo.p99_budget?);
+    let configured = case.slo.p99_budget?;
+    let budget = micros_up(configured);
     let p = canary.p_slower_than(budget);
     let (slower, stable_slower) = tail_shares(case, canary, stable, budget);
     let blame = two_proportion_p(slower, stable_slower, case.slo.p99_ratio_limit);
@@ -91,7 +96,7 @@ pub(super) fn p99_budget(case: &Case<'_>) -> Option<Finding> {
         (Rule::P99Budget, "p99_budget_ms"),
         [canary, stable],
         canary_p99 as f64 / 1e3,
-        budget as f64 / 1e3,
+        configured.as_secs_f64() * 1e3,
         p,
         blame,
     ))

@@ -540,15 +540,19 @@ fn no_data(case: &Case<'_>) -> Option<Finding> {
         Environment::Staging | Environment::Canary { .. } => f64::INFINITY,
     };
     let silent = silent_for >= case.slo.no_data_after;
+    // The chance of no outcome among those due (at most e⁻⁷⁰⁰, which an f64 still holds); 0
+    // when no stable traffic counts them (Staging, a 100 % canary), where the finding shows
+    // no p-value.
+    let p_value = match (silent, expected.is_finite()) {
+        (false, _) => 1.0,
+        (true, true) => (-expected.min(700.0)).exp(),
+        (true, false) => 0.0,
+    };
     Some(Finding {
         rule: Rule::NoData,
         observed: 0.0,
         limit: case.slo.no_data_after.as_secs_f64(),
-        p_value: if silent {
-            (-expected.min(700.0)).exp()
-        } else {
-            1.0
-        },
+        p_value,
         fired: false,
         holds: silent && expected >= NO_DATA_EXPECTED,
         acting: "no_data_ms",

@@ -714,6 +714,78 @@ fn a_no_data_finding_shows_its_limit_in_milliseconds_exactly() {
     }
 }
 
+/// Silent in Staging or at 100 %, no stable traffic counts the outcomes due: the finding
+/// holds and shows no p-value (it showed the cap, "p=9.86e-305"); beside stable traffic it
+/// shows the chance of the silence.
+#[test]
+fn a_no_data_finding_without_stable_traffic_shows_no_p_value() {
+    let slo = SloConfig::default();
+    let silent = CohortCounts::default();
+    let at = |environment, stable: &CohortCounts| {
+        let h = judge_aged(
+            StageId(2),
+            environment,
+            [&silent, stable],
+            Bursts::default(),
+            slo.no_data_after,
+            policy(&slo),
+        );
+        finding(&h, Rule::NoData).cloned().unwrap()
+    };
+    for environment in [Environment::Staging, canary(100.0)] {
+        let f = at(environment, &silent);
+        assert!(f.holds && f.p_value == 0.0, "{environment}: {f:?}");
+        let text = f.to_string();
+        assert!(!text.contains("p="), "{text}");
+        assert!(
+            text.ends_with("(no stable traffic to count the outcomes due)"),
+            "{text}"
+        );
+    }
+    // About 53 due beside 1 000 stable requests at 5 %: e^-52.63.
+    let f = at(canary(5.0), &cohort(1_000, 10, 5_000, 10_000));
+    assert!(f.holds, "{f}");
+    assert!(f.to_string().ends_with("(p=1.39e-23)"), "{f}");
+}
+
+/// A `p99_budget` of a fraction of a microsecond, the histograms' unit, is judged rounded up
+/// (truncated, 0.0005 ms was judged as 0: every latency over it) and shown as configured
+/// ("limit 0.000ms").
+#[test]
+fn a_fractional_p99_budget_is_judged_in_the_canary_s_favour_and_shown_exactly() {
+    let slo = SloConfig {
+        p99_budget: Some(Duration::from_nanos(500)),
+        ..SloConfig::default()
+    };
+    let budget = |micros| {
+        let h = judge_cohorts(
+            StageId(2),
+            Environment::Staging,
+            &lumps(&[(micros, 1_000)]),
+            &CohortCounts::default(),
+            PerCohort::default(),
+            policy(&slo),
+        );
+        finding(&h, Rule::P99Budget).cloned().unwrap()
+    };
+    let within = budget(1);
+    assert!(!within.fired && !within.holds, "{within}");
+    assert_eq!(within.limit, 0.0005);
+    assert!(
+        within
+            .to_string()
+            .contains("observed 0.001ms vs limit 0.0005ms"),
+        "{within}"
+    );
+    let over = budget(3);
+    assert!(over.fired, "{over}");
+    assert!(
+        over.to_string()
+            .contains("observed 0.003ms vs limit 0.0005ms"),
+        "{over}"
+    );
+}
+
 #[test]
 fn absolute_limits_of_zero_are_floored_at_a_tenth_of_a_percent() {
     // One error in 5 requests against limits of 0 (every request must succeed): with a limit

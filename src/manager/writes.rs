@@ -319,7 +319,8 @@ impl PromotionGateManager {
                 ),
             }
             .into()),
-            // The evidence's text ends with the compliance and the threshold.
+            // The evidence's text shows the compliance and the threshold, after the findings
+            // (and before, at a canary stage, "not worse than stable: ...").
             Compliance::BelowThreshold { service_wide, .. } => Err(PromotionError::SloNotMet {
                 evidence: format!(
                     "{}compliance below slo_threshold; {evidence}",
