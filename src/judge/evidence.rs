@@ -34,7 +34,7 @@ pub struct Finding {
     /// The limit it was held against: in the same unit, but for `no_data`, whose limit is
     /// `no_data_ms` in seconds: how long the canary may report nothing, from the stage's start
     /// or, once it has reported, since its latest outcome, before that is held against it.
-    /// `p99_budget`'s is the budget as configured (judged in whole microseconds, rounded up).
+    /// `p99_budget`'s is the budget as configured, to the nanosecond.
     pub limit: f64,
     /// The test's p-value (an upper bound). The rules on a confidence bound (`errors_over_stage`,
     /// `latency_shift`, `health_score`) report `significance` when their bound is beyond the

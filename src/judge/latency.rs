@@ -13,11 +13,14 @@ use super::{Finding, Rule};
 /// shift of about 0.05 in the probability that a canary request is the slower one fastest.
 const SHIFT_TAU: f64 = 0.05;
 
-/// `d` in whole microseconds, the histograms' unit, rounded up: a setting compared with the
-/// canary's latencies (`p99_budget_ms`, `latency_tolerance_ms`) is never stricter than
-/// configured (truncated, a budget of 0.0005 ms was judged as 0).
-fn micros_up(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_nanos().div_ceil(1_000)).unwrap_or(u64::MAX)
+/// `d` in whole microseconds, truncated: the histograms' unit. A latency is recorded as its
+/// whole microseconds, and the rules ask whether one is *slower* than a setting
+/// (`p99_budget_ms`, `latency_tolerance_ms`): for whole microseconds `v`, `v > d` exactly when
+/// `v > ⌊d⌋`, so the truncated setting judges as the configured one does, never stricter (a
+/// request of 1 µs is slower than a budget of 0.5 µs: it took at least 1 µs). Rounded up, it
+/// would let the bucket from `⌈d⌉` pass, whose requests are all slower.
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// [`Rule::P99VsStable`]: over the window after warm-up, the tail against the stable
@@ -70,7 +73,7 @@ pub(super) fn tail_shares(
 }
 
 fn canary_threshold(case: &Case<'_>, threshold: u64) -> u64 {
-    threshold.saturating_add(micros_up(case.slo.latency_tolerance))
+    threshold.saturating_add(micros(case.slo.latency_tolerance))
 }
 
 /// [`Rule::P99Budget`]: the canary's p99 against the absolute `p99_budget`; applies when it is
@@ -80,13 +83,13 @@ fn canary_threshold(case: &Case<'_>, threshold: u64) -> u64 {
 /// significantly above `p99_ratio_limit` × the stable version's share slower than the budget
 /// (`p99_vs_stable`'s test and margins, at the budget), `min_samples` of them after warm-up
 /// too; otherwise it holds. The error rules' margins (`error_rate_ratio_limit`,
-/// `error_rate_tolerance`) say nothing of latency. The budget is judged in whole microseconds,
-/// rounded up ([`micros_up`]), and the finding's limit is the budget as configured.
+/// `error_rate_tolerance`) say nothing of latency. The budget is judged in whole microseconds
+/// ([`micros`], exactly as configured), and the finding's limit is the budget as configured.
 pub(super) fn p99_budget(case: &Case<'_>) -> Option<Finding> {
     let (canary, stable) = (&case.latency.canary, &case.latency.stable);
     let canary_p99 = canary.p99_micros?;
     let configured = case.slo.p99_budget?;
-    let budget = micros_up(configured);
+    let budget = micros(configured);
     let p = canary.p_slower_than(budget);
     let (slower, stable_slower) = tail_shares(case, canary, stable, budget);
     let blame = two_proportion_p(slower, stable_slower, case.slo.p99_ratio_limit);
