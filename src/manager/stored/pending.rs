@@ -13,7 +13,7 @@ use crate::release;
 use crate::store::{self, Guard, StoreError, StoreProblem};
 
 /// Why a host's write is refused while a rollback waits to be written.
-pub(super) const WAITING_ROLLBACK: &str = "a rollback made while the store was unavailable is not written yet, and this write waits for it";
+pub(super) const WAITING_ROLLBACK: &str = "a rollback this process made (automatic ones are written by the sync thread, one made while the store did not answer once it does) is not written yet, and this write waits for it";
 
 #[derive(Debug, Clone)]
 pub(super) struct Pending {
