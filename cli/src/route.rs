@@ -45,6 +45,12 @@ pub struct RouteArgs {
         format!("none, the environment {}", PromotionConfig::default().environment),
     ))]
     percent: Option<f64>,
+    /// The forcing value each request carries, as a host passes what the header or cookie
+    /// `overrides` names holds (`canary` or `stable`, ASCII case ignored, force a request when
+    /// the config's `overrides` names a header or a cookie; any other value is ignored and the
+    /// bucket decides) [default: none, as a request without that header or cookie]
+    #[arg(long, value_name = "VALUE")]
+    value: Option<OsString>,
     /// Show each step of the formula (for an id an override forces, what forced it in place of
     /// the comparison with the threshold).
     #[arg(long)]
@@ -280,7 +286,12 @@ pub fn run(args: &RouteArgs) -> Result<(), CliError> {
     let mut each = |id: &[u8]| -> Result<(), CliError> {
         print(
             &mut out,
-            &route(&gate, args.explain.then_some(&formula), id)?,
+            &route(
+                &gate,
+                args.explain.then_some(&formula),
+                id,
+                args.value.as_ref().map(|v| v.as_encoded_bytes()),
+            )?,
             args.json,
         )
     };
@@ -294,14 +305,15 @@ pub fn run(args: &RouteArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Routes `id` through `gate`; with `explain` (the gate's [`Formula`]), recomputes the
-/// formula's steps too.
+/// Routes `id` through `gate`, with the forcing `value` a request carries, if any; with
+/// `explain` (the gate's [`Formula`]), recomputes the formula's steps too.
 fn route<'a>(
     gate: &PromotionGateManager,
     explain: Option<&Formula>,
     id: &'a [u8],
+    value: Option<&[u8]>,
 ) -> Result<Routed<'a>, CliError> {
-    let decision = gate.route_request_bytes(id);
+    let decision = gate.route_request_forced(id, value);
     let steps = explain
         .map(|formula| steps(formula, id, &decision))
         .transpose()?;
@@ -545,7 +557,7 @@ mod tests {
     fn explain_says_a_forced_decision_was_forced_and_by_what() {
         // alice's bucket (3294347) is above 10 %'s threshold: she is canary only by the list.
         let gate = gate_forcing_alice(10.0);
-        let routed = route(&gate, Some(&formula(&gate)), b"alice").unwrap();
+        let routed = route(&gate, Some(&formula(&gate)), b"alice", None).unwrap();
         let text = printed(&routed, false);
         assert!(
             text.contains(
@@ -557,7 +569,7 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&printed(&routed, true)).unwrap();
         assert_eq!(json["forced"], "id_list");
         // An id routed by its bucket compares it, and has no `forced`.
-        let routed = route(&gate, Some(&formula(&gate)), b"bob").unwrap();
+        let routed = route(&gate, Some(&formula(&gate)), b"bob", None).unwrap();
         assert!(
             printed(&routed, false).contains("-> bucket 1673481 >= threshold 1000000 -> stable")
         );
@@ -659,7 +671,7 @@ mod tests {
         let gate = gate_forcing_alice(50.0);
         let mut seen = Vec::new();
         for id in [&b"a\xff"[..], b"a\xfe", b"a\xef\xbf\xbd", b"a"] {
-            let routed = route(&gate, None, id).unwrap();
+            let routed = route(&gate, None, id, None).unwrap();
             let json: serde_json::Value = serde_json::from_str(&printed(&routed, true)).unwrap();
             match std::str::from_utf8(id) {
                 Ok(text) => {
@@ -797,6 +809,7 @@ mod tests {
             gate: None,
             salt: None,
             percent: Some(percent),
+            value: None,
             explain: false,
             json: false,
             ids: Vec::new(),

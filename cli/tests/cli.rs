@@ -914,6 +914,53 @@ fn route_explain_states_each_environments_threshold() {
 }
 
 #[test]
+fn route_with_a_forcing_value_shows_what_it_forces_and_what_it_ignores() {
+    // A 0 % canary whose overrides name a header: `--value canary` forces every id to the
+    // canary, in any ASCII case; another value, or none, leaves the bucket to decide (stable).
+    let path = temp_file(
+        "forcing.json",
+        r#"{"environment": {"canary": {"traffic_percent": 0}}, "overrides": {"header": "X-Canary"}}"#,
+    );
+    let routed = |value: Option<&str>| {
+        let mut args = vec!["route", "--config", text(&path), "--json", "--explain"];
+        if let Some(value) = value {
+            args.extend(["--value", value]);
+        }
+        args.push("alice");
+        let output = run(&args);
+        assert!(output.status.success(), "{}", stderr(&output));
+        serde_json::from_str::<Value>(stdout(&output).trim()).unwrap()
+    };
+    for value in ["canary", "CaNaRy"] {
+        let d = routed(Some(value));
+        assert_eq!(
+            (&d["cohort"], &d["forced"]),
+            (&serde_json::json!("canary"), &serde_json::json!("value")),
+            "{d}"
+        );
+    }
+    for value in [Some("beta"), Some(""), None] {
+        let d = routed(value);
+        assert_eq!(d["cohort"], "stable", "{d}");
+        assert!(d.get("forced").is_none(), "{d}");
+    }
+    let text_output = run(&[
+        "route",
+        "--config",
+        text(&path),
+        "--explain",
+        "--value",
+        "canary",
+        "alice",
+    ]);
+    assert!(
+        stdout(&text_output).contains("not compared: forced to canary by"),
+        "{}",
+        stdout(&text_output)
+    );
+}
+
+#[test]
 fn route_reads_ids_from_stdin_and_writes_json_lines() {
     let output = run_with_stdin(
         &[
