@@ -369,9 +369,18 @@ impl Shared {
     }
 
     /// One catch-up of the sync thread (each tick, before it exchanges contributions): the store
-    /// I/O without the writer lock, then the result applied under it (if no write moved the gate
-    /// meanwhile).
+    /// I/O without the writer lock ([`sync_read`](Self::sync_read)), then the result applied
+    /// under it ([`sync_apply`](Self::sync_apply): if no write moved the gate meanwhile).
     pub(in crate::manager) fn sync_once(&self) {
+        if let Some(read) = self.sync_read() {
+            self.sync_apply(read);
+        }
+    }
+
+    /// The sync thread's look at the store: what the writer lock guards is taken under it (a
+    /// verdict handed off is applied first), then the store is read, and a pending rollback
+    /// written, without it; a host's write may come in between. `None` without a store.
+    pub(super) fn sync_read(&self) -> Option<Result<Option<CatchUp>, StoreError>> {
         let (store, from, pending, local) = {
             let mut writer = self.lock_writer();
             // Taken under the lock, not before it: a promotion holding the lock still finds
@@ -382,9 +391,7 @@ impl Shared {
             // What the routing threads let go of since the last write is freed here, off
             // their path, even while no write comes.
             writer.sweep_retired();
-            let Some(link) = writer.store.as_ref() else {
-                return;
-            };
+            let link = writer.store.as_ref()?;
             let local = Local::of(self.current.load_full(), &link.counted);
             (
                 Arc::clone(&link.store),
@@ -393,21 +400,25 @@ impl Shared {
                 local,
             )
         };
-        let result = catch_up(store.as_ref(), from, pending.as_ref(), &local);
-        {
-            let mut writer = self.lock_writer();
-            match result {
-                // Logged by `apply`; the next tick tries again.
-                Ok(Some(update)) => drop(self.apply(&mut writer, update)),
-                Ok(None) => {
-                    if let Some(link) = writer.store.as_mut() {
-                        link.came_back();
-                    }
+        Some(catch_up(store.as_ref(), from, pending.as_ref(), &local))
+    }
+
+    /// Applies what [`sync_read`](Self::sync_read) found, under the writer lock: dropped when
+    /// a write moved the gate meanwhile ([`apply`](Self::apply)), as the store it read may
+    /// since hold that write.
+    pub(super) fn sync_apply(&self, read: Result<Option<CatchUp>, StoreError>) {
+        let mut writer = self.lock_writer();
+        match read {
+            // Logged by `apply`; the next tick tries again.
+            Ok(Some(update)) => drop(self.apply(&mut writer, update)),
+            Ok(None) => {
+                if let Some(link) = writer.store.as_mut() {
+                    link.came_back();
                 }
-                Err(error) => {
-                    if let Some(link) = writer.store.as_mut() {
-                        link.went_down(&error);
-                    }
+            }
+            Err(error) => {
+                if let Some(link) = writer.store.as_mut() {
+                    link.went_down(&error);
                 }
             }
         }
