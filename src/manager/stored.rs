@@ -178,9 +178,14 @@ pub(super) fn open(config: &PromotionConfig, opened: SystemTime) -> Result<Optio
             config,
             None,
         );
-        if store.commit(&first)? == Commit::Written {
-            let rollout = first.release.known_rollout();
-            let known = (guard_of(&first.release), config, rollout, first.counts);
+        if let Commit::Written { epoch } = store.commit(&first)? {
+            let release = first.release.in_epoch(epoch);
+            let known = (
+                guard_of(&release),
+                config,
+                release.known_rollout(),
+                first.counts,
+            );
             return Ok(Some(Opened {
                 link: StoreLink::new(store, store_config, known, opened),
                 config: config.clone(),
@@ -295,11 +300,12 @@ impl StoreLink {
         }
         let write = StoredWrite::new(self.known, on, &self.counted, stage, config, event);
         match self.store.commit(&write) {
-            Ok(Commit::Written) => {
+            Ok(Commit::Written { epoch }) => {
                 let now = clock();
-                self.known = guard_of(&write.release);
-                self.known_config = write.release.config.clone();
-                self.known_rollout = write.release.known_rollout();
+                let release = write.release.in_epoch(epoch);
+                self.known = guard_of(&release);
+                self.known_rollout = release.known_rollout();
+                self.known_config = release.config;
                 self.counted = write.counts;
                 self.came_back();
                 Ok(now)
@@ -600,10 +606,13 @@ impl Shared {
     }
 }
 
+/// The guard of a write decided on `release`: its numbers, and the epoch of the store's file it
+/// was read from or written in.
 fn guard_of(release: &StoredRelease) -> Guard {
     Guard {
         version: release.version,
         stage: release.stage,
+        epoch: release.epoch,
     }
 }
 
@@ -974,6 +983,55 @@ mod tests {
         let after = gate_on(&path, 60_000, 5_000);
         assert_eq!(after.environment(), crate::Environment::Production);
         assert_eq!(after.rollback_history().last().unwrap().reason, "by hand");
+    }
+
+    /// The stored environment and flags, read by a connection of its own.
+    fn stored_release(path: &str) -> (String, String) {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .query_row(
+                "SELECT environment, json_extract(config, '$.feature_flags') FROM release",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn a_hosts_write_made_while_the_sync_thread_reads_a_new_file_is_decided_again_on_it() {
+        // Another file moved over the path, holding another state at the very version and
+        // stage the gate knows (its first, Canary{20} where the gate's is Canary{10}).
+        let dir = crate::store::scratch::Scratch::new("replaced-sync-race");
+        let path = dir.file("gate.db");
+        let gate = gate_on(&path, 60_000, 5_000);
+        let made = dir.file("made.db");
+        drop(gate_of(PromotionConfig {
+            environment: crate::config::canary(20.0),
+            ..config_on(&made, 60_000, 5_000)
+        }));
+        let replacement = dir.file("replacement.db");
+        crate::store::scratch::backup(&made, &replacement);
+        crate::store::scratch::move_over(&replacement, &path);
+        // The sync thread reads the new file's state, without the writer lock; before it
+        // takes it, a host's write, decided on the old file's state, takes the lock.
+        let read = gate.shared.sync_read().unwrap();
+        assert_eq!(gate.environment(), crate::config::canary(10.0));
+        gate.enable_feature("checkout-v2").unwrap();
+        gate.shared.sync_apply(read);
+        // The write was refused on the new file, whose state the gate then read and decided
+        // the write again on: made over Canary{20}, not over the gate's old Canary{10}.
+        assert_eq!(
+            stored_release(&path),
+            ("Canary{20}".to_string(), r#"["checkout-v2"]"#.to_string())
+        );
+        assert_eq!(gate.environment(), crate::config::canary(20.0));
+        assert!(gate.is_feature_enabled("checkout-v2"));
+        // And the gate goes on from the new file: its next write is made there at once.
+        gate.disable_feature("checkout-v2").unwrap();
+        assert_eq!(
+            stored_release(&path),
+            ("Canary{20}".to_string(), "[]".to_string())
+        );
     }
 
     #[test]

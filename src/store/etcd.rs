@@ -68,6 +68,11 @@ const CONTRIBUTION_PAGE: usize = MAX_INSTANCES + 1;
 /// bounded however many keys the prefix holds.
 const MAX_CONTRIBUTION_PAGES: usize = 16;
 
+/// The epoch of every state an etcd store reads or writes
+/// ([`Guard::epoch`](super::Guard::epoch)): the cluster's keys are one store, never another
+/// file.
+const EPOCH: u64 = 0;
+
 /// Room for what a range answer writes around each key-value (revisions, version, lease,
 /// names), and around all of them (the header).
 const KV_OVERHEAD: usize = 256;
@@ -932,12 +937,14 @@ impl StateStore for EtcdStore {
             let answer = answer.map_err(|e| self.too_large(e, release.len()));
             match answer {
                 Ok(response) if response["succeeded"].as_bool() == Some(true) => {
-                    return Ok(Commit::Written);
+                    return Ok(Commit::Written { epoch: EPOCH });
                 }
                 // An endpoint tried first may have applied it, so that the compare failed on
                 // this very write. If its compare failed on another writer's, this one can no
                 // longer apply: the compare names the revision that writer changed.
-                Ok(_) if doubt && self.holds(write)? => return Ok(Commit::Written),
+                Ok(_) if doubt && self.holds(write)? => {
+                    return Ok(Commit::Written { epoch: EPOCH });
+                }
                 // Another writer committed between the read and the transaction: look again.
                 Ok(_) => {}
                 // No endpoint answered (or the last refused it after others failed): stored if
@@ -945,7 +952,7 @@ impl StateStore for EtcdStore {
                 // caller treats as a store it cannot reach.
                 Err(error) if doubt => {
                     return match self.holds(write) {
-                        Ok(true) => Ok(Commit::Written),
+                        Ok(true) => Ok(Commit::Written { epoch: EPOCH }),
                         _ => Err(error),
                     };
                 }

@@ -165,9 +165,9 @@ pub(crate) enum Since {
     /// A newer state: its release, and the history events recorded after the known version.
     Newer(StoredState),
     /// The store went back: it holds no state although a version above 0 is known, or a lower
-    /// version (its state was deleted or replaced); or its SQLite file was replaced on disk,
-    /// whatever the new file's numbers (those known are the old file's). The whole stored
-    /// state, if any.
+    /// version (its state was deleted or replaced); or the state known was read from another
+    /// of a SQLite store's files (another [`Guard::epoch`]: its file was replaced on disk
+    /// since), whatever the new file's numbers. The whole stored state, if any.
     Reset(Option<StoredState>),
 }
 
@@ -224,8 +224,9 @@ pub(crate) trait StateStore: Send + Sync + fmt::Debug {
     /// What the store holds against a state of `version` a process knows (0: none): the same
     /// version, a newer state (the release and the history events recorded after `version`),
     /// or, when the store went back (no state at all for a known version above 0, or a lower
-    /// version: its state was deleted or replaced; a SQLite file replaced on disk, whatever its
-    /// numbers), the whole stored state if any.
+    /// version: its state was deleted or replaced; a state known of another SQLite file than
+    /// the one open, [`Guard::epoch`], whatever its numbers), the whole stored state if any.
+    /// A state handed back carries the epoch of the file it was read from.
     fn changes_since(&self, known: Guard) -> Result<Since, StoreError>;
 
     /// The whole stored state, if any.
@@ -239,8 +240,9 @@ pub(crate) trait StateStore: Send + Sync + fmt::Debug {
 
     /// Commits `write` if the stored state is still the one at `write.guard` (no state at all
     /// for version 0): the release, the event and the history trim, in one transaction. A
-    /// SQLite file replaced on disk since its state was last read whole refuses a write
-    /// decided on a state as a conflict, whatever the numbers.
+    /// write decided on a state read from another SQLite file than the one open (another
+    /// [`Guard::epoch`]: the file was replaced on disk since) is refused as a conflict,
+    /// whatever the numbers; [`Commit::Written`] names the epoch of the file written.
     fn commit(&self, write: &StoredWrite) -> Result<Commit, StoreError>;
 
     /// Stores this instance's contribution to its stage (replacing the one it stored before

@@ -98,10 +98,9 @@ pub(crate) struct SqliteStore {
     resolved: PathBuf,
     gate: String,
     busy_timeout: Duration,
-    /// The connection to the file the path named when it was opened; the writer and the sync
-    /// thread take turns. `None` after the path named another file and opening that one
-    /// failed: the next call tries again.
-    open: Mutex<Option<OpenFile>>,
+    /// The connection to the file the path named when it was last opened, and its epoch; the
+    /// writer and the sync thread take turns.
+    open: Mutex<Files>,
     /// The release last refused (its version, stage and texts) and why: a sync tick that reads
     /// the same row again refuses it without parsing it again (a newer build's config of a
     /// megabyte, refused for a field this build does not know, stays until every process is
@@ -113,19 +112,29 @@ pub(crate) struct SqliteStore {
     parsed: std::sync::atomic::AtomicUsize,
 }
 
+/// The file the store works on, and how many it opened in place of another.
+#[derive(Debug)]
+struct Files {
+    /// `None` after the path named another file and opening that one failed: the next call
+    /// tries again.
+    current: Option<OpenFile>,
+    /// The epoch of the last file opened ([`Guard::epoch`]): 0 for the store's first, one
+    /// more for each file opened in place of another (the path named another one, or none).
+    epoch: u64,
+}
+
 /// A connection, and the file it was opened on.
 #[derive(Debug)]
 struct OpenFile {
     connection: Connection,
     file: FileIdentity,
-    /// Opened in place of another file (the path named another one, or none), and no state of
-    /// this one handed back whole since: the version and stage a caller knows are the old
-    /// file's, which tell nothing of this one's state (a file of the same numbers may hold
-    /// another). Until a read hands its state back whole ([`changes_since`] reads it whole),
-    /// a write guarded by a known state is refused as a conflict, not written over it.
+    /// Its epoch ([`Guard::epoch`]). A state a caller knows of another epoch is another
+    /// file's, whose version and stage tell nothing of this one's state (a file of the same
+    /// numbers may hold another): [`changes_since`] reads this one's whole, and a write
+    /// decided on it is refused as a conflict, not written over this file's state.
     ///
     /// [`changes_since`]: StateStore::changes_since
-    switched: bool,
+    epoch: u64,
 }
 
 /// The most times a write is made again because the path named another file by the time it
@@ -150,20 +159,20 @@ impl SqliteStore {
             resolved,
             gate: gate.to_string(),
             busy_timeout: Duration::from_millis(config.busy_timeout_ms),
-            open: Mutex::new(None),
+            open: Mutex::new(Files {
+                current: None,
+                epoch: 0,
+            }),
             last_refused: Mutex::new(None),
             #[cfg(test)]
             parsed: std::sync::atomic::AtomicUsize::new(0),
         };
-        let file = store.open_file()?;
-        *store.lock() = Some(OpenFile {
-            switched: false,
-            ..file
-        });
+        let file = store.open_file(0)?;
+        store.lock().current = Some(file);
         Ok(store)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<OpenFile>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Files> {
         // A panic while holding the connection leaves no transaction open: rusqlite rolls an
         // unfinished one back when it is dropped during the unwind.
         self.open.lock().unwrap_or_else(PoisonError::into_inner)
@@ -188,18 +197,18 @@ impl SqliteStore {
 
     /// The file the path names now, with its connection: the open one while the path still
     /// names its file (one `stat`), else a new one, opened as [`open`](Self::open) does,
-    /// replacing it, and marked [`switched`](OpenFile::switched). A file removed or replaced
+    /// replacing it, of the next [`epoch`](OpenFile::epoch). A file removed or replaced
     /// on disk while open (an operator's `rm` to reset, a restored backup moved over it) would
     /// otherwise go on being read and written by this process, unseen by every process that
     /// opens the path afterwards. Its busy timeout is what is left of the store's since the
     /// call was `asked` (see [`on_current_file`](Self::on_current_file)).
     fn follow_path<'a>(
         &self,
-        open: &'a mut Option<OpenFile>,
+        files: &'a mut Files,
         asked: Instant,
     ) -> Result<&'a mut OpenFile, StoreError> {
         let now = self.file_now()?;
-        let file = match open.take() {
+        let file = match files.current.take() {
             Some(file) if Some(file.file) == now => file,
             stale => {
                 // Gone already (`None`) only when opening the path failed after a switch.
@@ -207,10 +216,12 @@ impl SqliteStore {
                     self.log_left(stale.file, now);
                     close_detached(stale.connection);
                 }
-                self.open_file()?
+                let file = self.open_file(files.epoch + 1)?;
+                files.epoch = file.epoch;
+                file
             }
         };
-        let file = open.insert(file);
+        let file = files.current.insert(file);
         let left = self.busy_timeout.saturating_sub(asked.elapsed());
         file.connection
             .busy_timeout(left)
@@ -251,10 +262,8 @@ impl SqliteStore {
 
     /// Opens the file the path names (creating it when missing) and prepares it; with the
     /// file it was opened on: the one the path named before and after opening it (created
-    /// here, or replaced meanwhile: opened again, on the one it names now). Marked
-    /// [`switched`](OpenFile::switched): opened in place of another (the store's first file,
-    /// whose state no caller knows yet, is not).
-    fn open_file(&self) -> Result<OpenFile, StoreError> {
+    /// here, or replaced meanwhile: opened again, on the one it names now), of `epoch`.
+    fn open_file(&self, epoch: u64) -> Result<OpenFile, StoreError> {
         let fail = |e: rusqlite::Error| failure(&self.path, &e);
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
@@ -282,7 +291,7 @@ impl SqliteStore {
                     return Ok(OpenFile {
                         connection,
                         file,
-                        switched: true,
+                        epoch,
                     });
                 }
                 // Closed as any connection (the path still names its file).
@@ -548,12 +557,15 @@ impl SqliteStore {
             config,
             rollbacks,
             rollout,
+            epoch: 0,
         }
         .checked(&self.gate)
         .map_err(not_ours)
     }
 
-    fn read(&self, connection: &Connection, known: Guard) -> Result<Since, StoreError> {
+    /// What the file of `epoch` holds against the `known` state (its numbers compared, its
+    /// epoch not: see [`changes_since`](StateStore::changes_since)).
+    fn read(&self, connection: &Connection, known: Guard, epoch: u64) -> Result<Since, StoreError> {
         let fail = |e: rusqlite::Error| failure(&self.path, &e);
         let not_ours = |e: String| self.error(StoreProblem::NotOurs, e);
         // The config is read only when the release is not the one known, and only within its
@@ -599,7 +611,9 @@ impl SqliteStore {
         else {
             return Ok(Since::unread(stored, known));
         };
-        let release = self.release(version, stage, texts.map_err(not_ours)?)?;
+        let release = self
+            .release(version, stage, texts.map_err(not_ours)?)?
+            .in_epoch(epoch);
         // A row numbered 0 or below (no write makes one: a file edited by hand) is refused
         // whatever the history's bound: the read below takes the newest rows, and it would
         // come after all of them. One search of the key, at its lowest number.
@@ -715,8 +729,8 @@ impl SqliteStore {
     }
 
     /// Commits `write` if the stored version is still the one it was decided on, in one
-    /// transaction (see [`StateStore::commit`]), on `open`'s file: refused as a conflict in a
-    /// file [`switched`](OpenFile::switched) to, unless the write was decided on no state.
+    /// transaction (see [`StateStore::commit`]), on `open`'s file: refused as a conflict when
+    /// it was decided on a state of another [`epoch`](OpenFile::epoch) (another file's).
     /// `None` when the path named another file by the time the write held the file's lock
     /// (nothing written) or had committed (written into a file no process reads any more):
     /// the write is not made, and is made again on the file the path names.
@@ -729,7 +743,7 @@ impl SqliteStore {
         let OpenFile {
             connection,
             file,
-            switched,
+            epoch,
         } = open;
         let tx = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -760,11 +774,11 @@ impl SqliteStore {
         // The version and the stage: a store replaced by a copy (a backup moved over the file)
         // may hold the version the write was decided on at another stage.
         let (stored_version, stored_stage) = stored;
-        // A file switched to may hold another state at the very numbers the write was decided
-        // on (the old file's): they tell nothing until its state is read.
+        // A state decided on in another file: this one may hold another state at its very
+        // numbers, which tell nothing across files.
         if stored_version != write.guard.version
             || (stored_version != 0 && stored_stage != write.guard.stage)
-            || (*switched && write.guard != Guard::EMPTY)
+            || (write.guard.version != 0 && write.guard.epoch != *epoch)
         {
             return Ok(Some(Commit::Conflict { stored_version }));
         }
@@ -844,9 +858,7 @@ impl SqliteStore {
         if !self.still_names(*file)? {
             return Ok(None);
         }
-        // The writer knows this file's state now: the one it wrote.
-        *switched = false;
-        Ok(Some(Commit::Written))
+        Ok(Some(Commit::Written { epoch: *epoch }))
     }
 
     /// The live contributions to `stage` of instances other than `except` (see
@@ -933,6 +945,7 @@ impl Drop for SqliteStore {
             .open
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
+            .current
             .take();
         if let Some(open) = open
             && !matches!(FileIdentity::of(&self.resolved), Ok(Some(now)) if now == open.file)
@@ -947,29 +960,31 @@ impl StateStore for SqliteStore {
         &self.path
     }
 
+    /// A state `known` of another epoch than the open file's (another file's: its numbers
+    /// tell nothing of this one's) is answered as a store that went back, with this file's
+    /// whole state, whatever its numbers; the state handed back carries the file's epoch, and
+    /// so does a write decided on it.
     fn changes_since(&self, known: Guard) -> Result<Since, StoreError> {
         self.on_current_file(|open| {
-            // One read transaction: the release and its history from the same commit. A file
-            // switched to is read whole: the numbers known are the old file's.
+            // One read transaction: the release and its history from the same commit.
             let tx = open
                 .connection
                 .transaction()
                 .map_err(|e| failure(&self.path, &e))?;
-            let state = if open.switched {
-                of_another_file(self.read(&tx, Guard::EMPTY)?, known)
+            let state = if known.epoch == open.epoch {
+                self.read(&tx, known, open.epoch)?
             } else {
-                self.read(&tx, known)?
+                of_another_file(self.read(&tx, Guard::EMPTY, open.epoch)?, known)
             };
             tx.commit().map_err(|e| failure(&self.path, &e))?;
-            open.switched = false;
             Ok(state)
         })
     }
 
     /// Made on the file the path names when it holds the lock and when it has committed
     /// ([`commit_in`](Self::commit_in)): again on the new file otherwise, where a write decided
-    /// on a state (the old file's) is refused as a conflict; the caller reads the new file's
-    /// state and decides again.
+    /// on a state (the old file's, of another epoch) is refused as a conflict; the caller reads
+    /// the new file's state and decides again.
     fn commit(&self, write: &StoredWrite) -> Result<Commit, StoreError> {
         write
             .numbers_checked()
@@ -1016,10 +1031,10 @@ impl StateStore for SqliteStore {
     }
 }
 
-/// What a whole read of a file that replaced the one whose state of `known` a process knows
-/// (`read`, made as of no state known) means to that process: its numbers are the old file's,
-/// so the new file's state, if any, is a store that went back ([`Since::Reset`]), whatever
-/// its numbers. A process that knew no state reads it as any first read.
+/// What a whole read of a file of another epoch than the one of the state `known` a process
+/// knows (`read`, made as of no state known) means to that process: its numbers are another
+/// file's, so this file's state, if any, is a store that went back ([`Since::Reset`]),
+/// whatever its numbers. A process that knew no state reads it as any first read.
 fn of_another_file(read: Since, known: Guard) -> Since {
     match read {
         Since::Newer(state) if known.version > 0 => Since::Reset(Some(state)),

@@ -15,7 +15,7 @@ use crate::telemetry::{RollbackCount, RollbackTally};
 pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 /// The release as stored: which write made it, its stage and its config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StoredRelease {
     /// The write that made this state: 1 for the first, one more per committed write.
@@ -44,6 +44,11 @@ pub(crate) struct StoredRelease {
         skip_serializing_if = "Option::is_none"
     )]
     pub(crate) rollout: Option<StoredRollout>,
+    /// The epoch ([`Guard::epoch`]) of the store's file this release was read from or written
+    /// in: what the process knows of, not stored (a SQLite store's count of the files it
+    /// followed its path to; etcd's is always 0).
+    #[serde(skip)]
+    pub(crate) epoch: u64,
 }
 
 /// An optional field of a stored release read as present: `None` only when it is absent
@@ -320,7 +325,36 @@ pub(crate) fn stored_version(version: u64) -> Result<u64, String> {
     Ok(version)
 }
 
+impl PartialEq for StoredRelease {
+    /// The same release, whichever file of the store it was read from or written in: the
+    /// epoch is what the reading store counts, not part of the release (two stores on one
+    /// file may count it differently).
+    fn eq(&self, other: &Self) -> bool {
+        let Self {
+            version,
+            stage,
+            config,
+            rollbacks,
+            rollout,
+            epoch: _,
+        } = self;
+        (version, stage, config, rollbacks, rollout)
+            == (
+                &other.version,
+                &other.stage,
+                &other.config,
+                &other.rollbacks,
+                &other.rollout,
+            )
+    }
+}
+
 impl StoredRelease {
+    /// The release as written in the store's file of `epoch` (see [`Commit::Written`]).
+    pub(crate) fn in_epoch(self, epoch: u64) -> Self {
+        Self { epoch, ..self }
+    }
+
     /// Its version or stage above [`MAX_STORED_NUMBER`], named, if either is.
     fn past_the_last_number(&self) -> Option<(&'static str, u64)> {
         [("version", self.version), ("stage", self.stage)]
@@ -577,11 +611,19 @@ impl NewestFirst {
 }
 
 /// The stored state a write was decided on: its version, which the store compares (0 means an
-/// empty store: the gate's first write), and its stage, from which the write's stage follows.
+/// empty store: the gate's first write), its stage, from which the write's stage follows, and
+/// the epoch of the store's file it was read from or written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Guard {
     pub(crate) version: u64,
     pub(crate) stage: u64,
+    /// Which of the files a SQLite store followed its path to holds this state: 0 for the
+    /// file the store opened first, one more for each file it opened in place of another (the
+    /// path's file removed or replaced on disk). A version and stage tell nothing across
+    /// files (a new file may hold another state at the same numbers): a state known of
+    /// another epoch than the open file's is read whole, and a write decided on it is refused
+    /// as a conflict. Always 0 with etcd.
+    pub(crate) epoch: u64,
 }
 
 impl Guard {
@@ -589,6 +631,7 @@ impl Guard {
     pub(crate) const EMPTY: Self = Self {
         version: 0,
         stage: 0,
+        epoch: 0,
     };
 }
 
@@ -636,6 +679,9 @@ impl StoredWrite {
                 config,
                 rollbacks: Some(stored_tally(version, counts.counts())),
                 rollout,
+                // Where it is written, if it is: where the state it was decided on is (a
+                // write decided on no state, wherever the store is then: [`Commit::Written`]).
+                epoch: guard.epoch,
             },
             event: event.map(|e| StoredEvent::from_event(version, e)),
             history_bound,
@@ -661,8 +707,9 @@ impl StoredWrite {
 /// The outcome of a commit that reached the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Commit {
-    /// The write is stored.
-    Written,
+    /// The write is stored, in the store's file of `epoch` ([`Guard::epoch`]): the guard's,
+    /// for a write decided on a state; for one decided on none, the file the store had open.
+    Written { epoch: u64 },
     /// The stored state is not the one the write was decided on (another writer won, or the
     /// store was created meanwhile): nothing was written. `stored_version` is the stored
     /// state's version (0: none).
@@ -899,6 +946,7 @@ mod tests {
                 config: PromotionConfig::default(),
                 rollbacks: None,
                 rollout: None,
+                epoch: 0,
             },
             history: versions.iter().map(|&v| manual_rollback(v)).collect(),
         };
@@ -953,6 +1001,7 @@ mod tests {
             },
             rollbacks: None,
             rollout: None,
+            epoch: 0,
         };
         assert!(release("checkout").checked("checkout").is_ok());
         let err = release("payments").checked("checkout").unwrap_err();
@@ -974,6 +1023,7 @@ mod tests {
             config: PromotionConfig::default(),
             rollbacks: None,
             rollout: None,
+            epoch: 0,
         };
         let gate = PromotionConfig::default().gate;
         assert!(release(1, 1).checked(&gate).is_ok());
@@ -1007,6 +1057,7 @@ mod tests {
         let guard = Guard {
             version: 4,
             stage: 2,
+            epoch: 0,
         };
         let at = SystemTime::UNIX_EPOCH;
         let rollback = event(RolledBack::Release, RollbackTrigger::Manual, at);
@@ -1035,6 +1086,7 @@ mod tests {
             let guard = Guard {
                 version: on.version,
                 stage: on.stage,
+                epoch: 0,
             };
             let write = StoredWrite::new(
                 guard,
@@ -1072,6 +1124,7 @@ mod tests {
             Guard {
                 version: flag.version,
                 stage: flag.stage,
+                epoch: 0,
             },
             RolloutOn::of(&flag).next_release(),
             &Default::default(),
@@ -1114,6 +1167,7 @@ mod tests {
                 let guard = Guard {
                     version: on.version,
                     stage: on.stage,
+                    epoch: 0,
                 };
                 StoredWrite::new(guard, rollout, &Default::default(), stage, config, None).release
             };

@@ -39,6 +39,7 @@ pub(crate) fn write_on(on: u64, environment: Environment, reason: Option<&str>) 
     let guard = Guard {
         version: on,
         stage: on,
+        epoch: 0,
     };
     let event = reason.map(rollback_event);
     StoredWrite::new(
@@ -60,6 +61,7 @@ pub(crate) fn commit_on_top(store: &dyn StateStore, reason: &str, bound: usize) 
         let guard = state.as_ref().map_or(Guard::EMPTY, |s| Guard {
             version: s.release.version,
             stage: s.release.stage,
+            epoch: 0,
         });
         let counted = state.map(|s| s.rollback_counts(None).unwrap());
         let mut next = config(Environment::Canary {
@@ -76,7 +78,7 @@ pub(crate) fn commit_on_top(store: &dyn StateStore, reason: &str, bound: usize) 
             Some(&event),
         );
         match store.commit(&write).unwrap() {
-            Commit::Written => return conflicts,
+            Commit::Written { .. } => return conflicts,
             Commit::Conflict { .. } => conflicts += 1,
         }
     }

@@ -215,7 +215,7 @@ pub(super) fn catch_up(
             &config,
             pending.event.as_ref(),
         );
-        if store.commit(&write)? == Commit::Written {
+        if let Commit::Written { epoch } = store.commit(&write)? {
             return Ok(Some(CatchUp {
                 from,
                 counts: write.counts,
@@ -224,7 +224,7 @@ pub(super) fn catch_up(
                 counted: None,
                 same_stored: false,
                 announced: None,
-                release: write.release,
+                release: write.release.in_epoch(epoch),
                 whole_history: true,
                 went_back: None,
                 settles_pending: true,
@@ -281,7 +281,7 @@ fn went_back(
         None,
     );
     match store.commit(&write)? {
-        Commit::Written => Ok(Some(CatchUp {
+        Commit::Written { epoch } => Ok(Some(CatchUp {
             from,
             counts: write.counts,
             events: events(store, &state.history)?,
@@ -289,7 +289,7 @@ fn went_back(
             counted: None,
             same_stored: false,
             announced: None,
-            release: write.release,
+            release: write.release.in_epoch(epoch),
             whole_history: true,
             went_back: Some(version),
             settles_pending: false,
@@ -320,7 +320,7 @@ fn reseed(
     Ok(match store.commit(&write)? {
         // The history is what the store now holds, the event alone (if any), as every other
         // process and a restart read it; the counts go on from the local ones.
-        Commit::Written => Some(CatchUp {
+        Commit::Written { epoch } => Some(CatchUp {
             from,
             counts: write.counts,
             events: Vec::new(),
@@ -328,7 +328,8 @@ fn reseed(
             counted: None,
             same_stored: false,
             announced: None,
-            release: write.release,
+            // Written in the file the store has open, maybe another than the one read.
+            release: write.release.in_epoch(epoch),
             whole_history: true,
             // The store's history is the event alone, this process's own: nothing to announce.
             went_back: None,
@@ -613,7 +614,7 @@ mod tests {
         use crate::store::testing::{rollback_event, write_on};
         let store = sqlite_in(dir, "gate.db");
         let first = write_on(0, crate::config::canary(10.0), None);
-        assert_eq!(store.commit(&first).unwrap(), Commit::Written);
+        assert_eq!(store.commit(&first).unwrap(), Commit::Written { epoch: 0 });
         let gate = crate::PromotionGateManager::new(
             crate::store::testing::config(crate::config::canary(10.0)),
             crate::SloAdmissionController::new(crate::SloConfig::default()).unwrap(),
@@ -628,6 +629,7 @@ mod tests {
             decided_on: Guard {
                 version: 1,
                 stage: 1,
+                epoch: 0,
             },
             decided_config: crate::store::testing::config(crate::config::canary(10.0)),
             decided_rollout: first.release.rollout(),
@@ -662,6 +664,7 @@ mod tests {
         pending.decided_on = Guard {
             version: 3,
             stage: 3,
+            epoch: 0,
         };
         let restored = sqlite_in(&dir, "restored.db");
         let backup = write_on(0, Environment::Production, None);
@@ -691,7 +694,7 @@ mod tests {
                 &crate::store::testing::config(Environment::Production),
                 Some(&event),
             );
-            assert_eq!(store.commit(&other).unwrap(), Commit::Written);
+            assert_eq!(store.commit(&other).unwrap(), Commit::Written { epoch: 0 });
             let update = catch_up(store.as_ref(), pending.decided_on, Some(&pending), &local)
                 .unwrap()
                 .unwrap();
@@ -711,7 +714,7 @@ mod tests {
             write_on(1, Environment::Production, None),
             write_on(2, crate::config::canary(5.0), None),
         ] {
-            assert_eq!(store.commit(&write).unwrap(), Commit::Written);
+            assert_eq!(store.commit(&write).unwrap(), Commit::Written { epoch: 0 });
         }
         let from = pending.decided_on;
         let update = catch_up(store.as_ref(), from, Some(&pending), &local)
@@ -741,7 +744,7 @@ mod tests {
         writes: &[StoredWrite],
     ) {
         for write in writes {
-            assert_eq!(store.commit(write).unwrap(), Commit::Written);
+            assert_eq!(store.commit(write).unwrap(), Commit::Written { epoch: 0 });
         }
         let state = store.load().unwrap().unwrap();
         assert!(
@@ -816,7 +819,7 @@ mod tests {
         writes: &[StoredWrite],
     ) -> store::StoredState {
         for write in writes {
-            assert_eq!(store.commit(write).unwrap(), Commit::Written);
+            assert_eq!(store.commit(write).unwrap(), Commit::Written { epoch: 0 });
         }
         let state = store.load().unwrap().unwrap();
         assert_eq!(pending.settled_by(&state), None, "{state:?}");
@@ -1115,7 +1118,7 @@ mod tests {
             // The kill switches' events stay: only the rollback is not written.
             let kills = writes.iter().filter(|w| w.event.is_some()).count();
             for write in &writes {
-                assert_eq!(store.commit(write).unwrap(), Commit::Written);
+                assert_eq!(store.commit(write).unwrap(), Commit::Written { epoch: 0 });
             }
             let state = store.load().unwrap().unwrap();
             assert!(
@@ -1233,7 +1236,10 @@ mod tests {
         let mut flagged = crate::store::testing::config(crate::config::canary(10.0));
         flagged.feature_flags.push("dark_mode".into());
         let flag_on = unnumbered(pending.decided_on, 2, &flagged);
-        assert_eq!(store.commit(&flag_on).unwrap(), Commit::Written);
+        assert_eq!(
+            store.commit(&flag_on).unwrap(),
+            Commit::Written { epoch: 0 }
+        );
         let update = catch_up(store.as_ref(), pending.decided_on, Some(&pending), &local)
             .unwrap()
             .unwrap();
@@ -1252,7 +1258,10 @@ mod tests {
         // The promotion this process stored (version and stage 2), which the rollback won
         // over; then another process's write in Production that kept the stage.
         let promotion = write_on(1, Environment::Production, None);
-        assert_eq!(store.commit(&promotion).unwrap(), Commit::Written);
+        assert_eq!(
+            store.commit(&promotion).unwrap(),
+            Commit::Written { epoch: 0 }
+        );
         pending.decided_on = guard_of(&promotion.release);
         pending.decided_config = promotion.release.config.clone();
         let mut flagged = promotion.release.config.clone();
@@ -1278,7 +1287,10 @@ mod tests {
             let (store, pending, _) = a_rollback_waiting_on(&dir);
             let stage = if ramped { 2 } else { 1 };
             let between = unnumbered(pending.decided_on, stage, &config(canary(10.0)));
-            assert_eq!(store.commit(&between).unwrap(), Commit::Written);
+            assert_eq!(
+                store.commit(&between).unwrap(),
+                Commit::Written { epoch: 0 }
+            );
             let mut event = rollback_event("bad deploy");
             event.environment = canary(10.0);
             let rollback = StoredWrite::new(
@@ -1289,7 +1301,10 @@ mod tests {
                 &config(Environment::Production),
                 Some(&event),
             );
-            assert_eq!(store.commit(&rollback).unwrap(), Commit::Written);
+            assert_eq!(
+                store.commit(&rollback).unwrap(),
+                Commit::Written { epoch: 0 }
+            );
             let state = store.load().unwrap().unwrap();
             let settled = pending.settled_by(&state);
             let Some(Settled::Overtaken { same_rollback, .. }) = settled else {
@@ -1309,7 +1324,10 @@ mod tests {
         let mut flagged = crate::store::testing::config(crate::config::canary(10.0));
         flagged.feature_flags.push("dark_mode".into());
         let flag_edit = unnumbered(pending.decided_on, 1, &flagged);
-        assert_eq!(store.commit(&flag_edit).unwrap(), Commit::Written);
+        assert_eq!(
+            store.commit(&flag_edit).unwrap(),
+            Commit::Written { epoch: 0 }
+        );
         let update = catch_up(store.as_ref(), pending.decided_on, Some(&pending), &local)
             .unwrap()
             .unwrap();

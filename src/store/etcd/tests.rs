@@ -64,7 +64,7 @@ fn a_state_survives_reopening_and_stale_guards_write_nothing() {
         }),
         None,
     );
-    assert_eq!(store.commit(&first).unwrap(), Commit::Written);
+    assert_eq!(store.commit(&first).unwrap(), Commit::Written { epoch: 0 });
     assert_eq!(
         store.commit(&first).unwrap(),
         Commit::Conflict { stored_version: 1 }
@@ -73,6 +73,7 @@ fn a_state_survives_reopening_and_stale_guards_write_nothing() {
         Guard {
             version: 1,
             stage: 1,
+            epoch: 0,
         },
         crate::store::RolloutOn::UNKNOWN,
         &Default::default(),
@@ -80,7 +81,10 @@ fn a_state_survives_reopening_and_stale_guards_write_nothing() {
         &config(Environment::Production),
         Some(&event("bad deploy")),
     );
-    assert_eq!(store.commit(&rollback).unwrap(), Commit::Written);
+    assert_eq!(
+        store.commit(&rollback).unwrap(),
+        Commit::Written { epoch: 0 }
+    );
     let before = store.load().unwrap().unwrap();
     drop(store);
     let reopened = EtcdStore::open(&settings, GATE).unwrap();
@@ -109,7 +113,7 @@ fn a_guard_of_the_stored_version_at_another_stage_writes_nothing() {
         &config(Environment::Production),
         None,
     );
-    assert_eq!(store.commit(&first).unwrap(), Commit::Written);
+    assert_eq!(store.commit(&first).unwrap(), Commit::Written { epoch: 0 });
     // Decided on version 1 at stage 1.
     let stale = write_on(
         1,
@@ -130,6 +134,7 @@ fn a_guard_of_the_stored_version_at_another_stage_writes_nothing() {
         Guard {
             version: 1,
             stage: 5,
+            epoch: 0,
         },
         crate::store::RolloutOn::UNKNOWN,
         &Default::default(),
@@ -139,7 +144,10 @@ fn a_guard_of_the_stored_version_at_another_stage_writes_nothing() {
         }),
         None,
     );
-    assert_eq!(store.commit(&current).unwrap(), Commit::Written);
+    assert_eq!(
+        store.commit(&current).unwrap(),
+        Commit::Written { epoch: 0 }
+    );
 }
 
 #[test]
@@ -205,6 +213,7 @@ fn writes_keeping(store: &EtcdStore, on: u64, to: u64, bound: usize) {
             Guard {
                 version,
                 stage: version,
+                epoch: 0,
             },
             crate::store::RolloutOn::UNKNOWN,
             &Default::default(),
@@ -212,7 +221,7 @@ fn writes_keeping(store: &EtcdStore, on: u64, to: u64, bound: usize) {
             &next,
             Some(&event(&format!("r{}", version + 1))),
         );
-        assert_eq!(store.commit(&write).unwrap(), Commit::Written);
+        assert_eq!(store.commit(&write).unwrap(), Commit::Written { epoch: 0 });
     }
 }
 
@@ -463,11 +472,14 @@ fn a_write_whose_answer_is_lost_after_etcd_applied_it_is_written_not_a_conflict(
     let store = EtcdStore::open(&through(applies), GATE).unwrap();
     let first = write_on(0, crate::config::canary(10.0), None);
     // Applied by the first endpoint, then refused by the second's compare: this write's own.
-    assert_eq!(store.commit(&first).unwrap(), Commit::Written);
+    assert_eq!(store.commit(&first).unwrap(), Commit::Written { epoch: 0 });
     // The store now asks the second endpoint first (the first lost an answer): back to it.
     assert_eq!(store.preferred.swap(0, Ordering::Relaxed), 1);
     let rollback = write_on(1, Environment::Production, Some("bad deploy"));
-    assert_eq!(store.commit(&rollback).unwrap(), Commit::Written);
+    assert_eq!(
+        store.commit(&rollback).unwrap(),
+        Commit::Written { epoch: 0 }
+    );
     let stored = store.load().unwrap().unwrap();
     assert_eq!(stored.release, rollback.release);
     assert_eq!(stored.history, [rollback.event.clone().unwrap()]);
@@ -528,6 +540,7 @@ fn a_history_larger_than_one_answer_is_read_in_pages_as_far_as_the_gate_keeps_it
         config: config.clone(),
         rollbacks: None,
         rollout: None,
+        epoch: 0,
     };
     let release = serde_json::to_vec(&release).unwrap();
     let put_release = json!({ "success": [put(&store.key("release"), &release)] });
@@ -723,7 +736,10 @@ fn history_above_the_release_is_not_read_and_the_next_write_deletes_it() {
     // A write without an event deletes the keys from its version on; one with an event puts
     // its own over the leftover of its version.
     let production = write_on(2, Environment::Production, None);
-    assert_eq!(store.commit(&production).unwrap(), Commit::Written);
+    assert_eq!(
+        store.commit(&production).unwrap(),
+        Commit::Written { epoch: 0 }
+    );
     assert_eq!(keys(), "2");
     commit_on_top(&store, "r4 again", 100);
     store.call("/v3/kv/put", &put).unwrap(); // back to version 2 once more
@@ -1529,6 +1545,7 @@ fn known(n: u64) -> Guard {
     Guard {
         version: n,
         stage: n,
+        epoch: 0,
     }
 }
 

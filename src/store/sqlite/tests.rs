@@ -20,13 +20,13 @@ impl SqliteStore {
     }
 }
 
-struct OwnConnection<'a>(std::sync::MutexGuard<'a, Option<OpenFile>>);
+struct OwnConnection<'a>(std::sync::MutexGuard<'a, Files>);
 
 impl std::ops::Deref for OwnConnection<'_> {
     type Target = Connection;
 
     fn deref(&self) -> &Connection {
-        &self.0.as_ref().unwrap().connection
+        &self.0.current.as_ref().unwrap().connection
     }
 }
 
@@ -43,7 +43,8 @@ fn open(path: &str, gate: &str) -> SqliteStore {
     SqliteStore::open(&settings(path), gate).unwrap()
 }
 
-fn first_write(store: &SqliteStore) {
+/// Writes the first state (canary 10 %) in the file `store` has open; returns its epoch.
+fn first_write(store: &SqliteStore) -> u64 {
     let guard = Guard::EMPTY;
     let write = StoredWrite::new(
         guard,
@@ -53,7 +54,11 @@ fn first_write(store: &SqliteStore) {
         &config(canary(10.0)),
         None,
     );
-    assert_eq!(store.commit(&write).unwrap(), Commit::Written);
+    let made = store.commit(&write).unwrap();
+    let Commit::Written { epoch } = made else {
+        panic!("the first write is not made: {made:?}")
+    };
+    epoch
 }
 
 #[test]
@@ -66,6 +71,7 @@ fn a_state_survives_closing_and_reopening_the_file() {
     let guard = Guard {
         version: 1,
         stage: 1,
+        epoch: 0,
     };
     let event = rollback_event("bad deploy");
     let rollback = StoredWrite::new(
@@ -76,7 +82,10 @@ fn a_state_survives_closing_and_reopening_the_file() {
         &config(Environment::Production),
         Some(&event),
     );
-    assert_eq!(store.commit(&rollback).unwrap(), Commit::Written);
+    assert_eq!(
+        store.commit(&rollback).unwrap(),
+        Commit::Written { epoch: 0 }
+    );
     let before = store.load().unwrap().unwrap();
     drop(store);
 
@@ -174,7 +183,7 @@ fn a_guard_of_the_stored_version_at_another_stage_writes_nothing() {
         &config(Environment::Production),
         None,
     );
-    assert_eq!(store.commit(&first).unwrap(), Commit::Written);
+    assert_eq!(store.commit(&first).unwrap(), Commit::Written { epoch: 0 });
     // Decided on version 1 at stage 1.
     assert_eq!(
         store.commit(&write_on(1, canary(50.0), None)).unwrap(),
@@ -196,6 +205,7 @@ fn changes_since_gives_only_newer_events_and_the_history_keeps_its_bound() {
         let guard = Guard {
             version: v,
             stage: v,
+            epoch: 0,
         };
         let event = rollback_event(&format!("r{v}"));
         let write = StoredWrite::new(
@@ -206,7 +216,7 @@ fn changes_since_gives_only_newer_events_and_the_history_keeps_its_bound() {
             &bounded,
             Some(&event),
         );
-        assert_eq!(store.commit(&write).unwrap(), Commit::Written);
+        assert_eq!(store.commit(&write).unwrap(), Commit::Written { epoch: 0 });
     }
     let all = store.load().unwrap().unwrap();
     let reasons: Vec<_> = all.history.iter().map(|e| e.reason.as_str()).collect();
@@ -248,6 +258,7 @@ fn two_gates_share_one_file_and_two_handles_of_one_gate_see_each_other() {
         let guard = Guard {
             version,
             stage: version,
+            epoch: 0,
         };
         let event = rollback_event("search's own");
         let write = StoredWrite::new(
@@ -258,7 +269,7 @@ fn two_gates_share_one_file_and_two_handles_of_one_gate_see_each_other() {
             &own,
             Some(&event),
         );
-        assert_eq!(search.commit(&write).unwrap(), Commit::Written);
+        assert_eq!(search.commit(&write).unwrap(), Commit::Written { epoch: 0 });
     }
     assert_eq!(checkout.load().unwrap().unwrap().release.version, 1);
     assert_eq!(search.load().unwrap().unwrap().release.version, 2);
@@ -513,7 +524,10 @@ fn history_above_the_release_is_not_read_and_the_next_write_deletes_it() {
     // A write without an event deletes the rows from its version on; one with an event
     // stores its own in the place of the leftover of its version.
     let production = write_on(2, Environment::Production, None);
-    assert_eq!(store.commit(&production).unwrap(), Commit::Written);
+    assert_eq!(
+        store.commit(&production).unwrap(),
+        Commit::Written { epoch: 0 }
+    );
     assert_eq!(rows(), 2);
     commit_on_top(&store, "r4 again", 100);
     put_back(); // back to version 2 once more
@@ -1035,6 +1049,7 @@ fn ramp(store: &SqliteStore, percent: f64) {
     let guard = Guard {
         version: state.release.version,
         stage: state.release.stage,
+        epoch: 0,
     };
     let write = StoredWrite::new(
         guard,
@@ -1044,7 +1059,7 @@ fn ramp(store: &SqliteStore, percent: f64) {
         &config(canary(percent)),
         None,
     );
-    assert_eq!(store.commit(&write).unwrap(), Commit::Written);
+    assert_eq!(store.commit(&write).unwrap(), Commit::Written { epoch: 0 });
 }
 
 /// The stored release's rollout and the rollout's first stage at its split, as read.
@@ -1167,6 +1182,7 @@ fn a_file_made_before_the_rollout_gets_its_column_and_an_older_builds_write_tell
             Guard {
                 version: state.release.version,
                 stage: state.release.stage,
+                epoch: 0,
             },
             crate::store::RolloutOn::of(&state.release),
         )
@@ -1174,7 +1190,7 @@ fn a_file_made_before_the_rollout_gets_its_column_and_an_older_builds_write_tell
     let (guard, rollout) = on(&state);
     let rolled_back = config(Environment::Production);
     let write = StoredWrite::new(guard, rollout, &Default::default(), 2, &rolled_back, None);
-    assert_eq!(store.commit(&write).unwrap(), Commit::Written);
+    assert_eq!(store.commit(&write).unwrap(), Commit::Written { epoch: 0 });
     let state = store.load().unwrap().unwrap();
     assert_eq!(state.release.rollout(), None);
     let (guard, rollout) = on(&state);
@@ -1186,7 +1202,7 @@ fn a_file_made_before_the_rollout_gets_its_column_and_an_older_builds_write_tell
         &config(canary(5.0)),
         None,
     );
-    assert_eq!(store.commit(&next).unwrap(), Commit::Written);
+    assert_eq!(store.commit(&next).unwrap(), Commit::Written { epoch: 0 });
     let state = store.load().unwrap().unwrap();
     assert_eq!(state.release.rollout(), Some(3));
     // A build before the rollout writes the row and leaves the column as it was: as of an
@@ -1235,6 +1251,7 @@ fn a_value_above_its_limit_is_refused_by_its_length_never_read_whole() {
     let known = Guard {
         version: 2,
         stage: good.release.stage,
+        epoch: 0,
     };
     assert!(matches!(store.changes_since(known).unwrap(), Since::Same));
     hand.execute(
@@ -1329,7 +1346,7 @@ fn a_store_numbered_at_the_end_is_read_and_a_write_past_it_refused() {
         store
             .commit(&write_on(last - 1, canary(5.0), None))
             .unwrap(),
-        Commit::Written
+        Commit::Written { epoch: 0 }
     );
     let stored = store.load().unwrap().unwrap();
     assert_eq!(stored.release.version, last);
@@ -1584,6 +1601,7 @@ fn a_write_locked_out_too_long_is_unavailable_and_changes_nothing() {
         Guard {
             version: 1,
             stage: 1,
+            epoch: 0,
         },
         crate::store::RolloutOn::UNKNOWN,
         &Default::default(),
@@ -1597,7 +1615,7 @@ fn a_write_locked_out_too_long_is_unavailable_and_changes_nothing() {
     // Readers are not blocked by a writer in WAL mode.
     assert_eq!(store.load().unwrap().unwrap().release.version, 1);
     holder.execute_batch("ROLLBACK").unwrap();
-    assert_eq!(store.commit(&write).unwrap(), Commit::Written);
+    assert_eq!(store.commit(&write).unwrap(), Commit::Written { epoch: 0 });
 }
 
 /// A write queued behind this process's other store call (the sync thread's publish, waiting
@@ -1641,7 +1659,7 @@ fn a_write_behind_another_call_waiting_for_the_lock_waits_one_busy_timeout_in_al
         store
             .commit(&write_on(1, Environment::Production, Some("x")))
             .unwrap(),
-        Commit::Written
+        Commit::Written { epoch: 0 }
     );
 }
 
@@ -1951,10 +1969,11 @@ fn two_stores_knowing_a_first_write(name: &str) -> (Scratch, String, SqliteStore
 fn a_store_whose_file_was_removed_writes_to_the_file_created_at_its_path() {
     let (_dir, path, a, b) = two_stores_knowing_a_first_write("removed");
     remove_store(&path);
-    // The next call opens the path again: a new, empty store, where the write goes.
+    // The next call opens the path again: a new, empty store, where the write goes (in the
+    // store's second file).
     assert_eq!(a.changes_since(known(1)).unwrap(), Since::Reset(None));
     let rollback = write_on(0, Environment::Production, Some("after the reset"));
-    assert_eq!(a.commit(&rollback).unwrap(), Commit::Written);
+    assert_eq!(a.commit(&rollback).unwrap(), Commit::Written { epoch: 1 });
     assert_eq!(version_read_afresh(&path), Some(1));
     // The other store follows the path too (its old file held Canary{10} at version 1), and
     // so does one opened now.
@@ -1974,7 +1993,7 @@ fn closing_the_removed_file_leaves_the_new_files_wal_alone() {
     let (_dir, path, a, b) = two_stores_knowing_a_first_write("removed-wal");
     remove_store(&path);
     // `a` opens the new file and writes there: the write is in its write-ahead log.
-    first_write(&a);
+    assert_eq!(first_write(&a), 1);
     let wal = format!("{path}-wal");
     assert!(Path::new(&wal).exists());
     // `b`, the last connection to the removed file, closes it when it follows the path,
@@ -2001,7 +2020,10 @@ fn a_store_follows_a_backup_moved_over_its_file_as_a_store_that_went_back() {
     let saved = dir.file("backup.db");
     backup(&path, &saved);
     let rollback = write_on(1, Environment::Production, Some("bad deploy"));
-    assert_eq!(store.commit(&rollback).unwrap(), Commit::Written);
+    assert_eq!(
+        store.commit(&rollback).unwrap(),
+        Commit::Written { epoch: 0 }
+    );
     move_over(&saved, &path);
     let lines = LogLines::default();
     let read = lines.during(|| store.changes_since(known(2)).unwrap());
@@ -2010,6 +2032,10 @@ fn a_store_follows_a_backup_moved_over_its_file_as_a_store_that_went_back() {
     };
     assert_eq!(restored.release.version, 1);
     assert_eq!(restored.release.config.environment, canary(10.0));
+    assert_eq!(
+        restored.release.epoch, 1,
+        "read from the store's second file"
+    );
     // Logged once, naming the path and both files.
     let warned: Vec<String> = lines
         .lines()
@@ -2019,11 +2045,12 @@ fn a_store_follows_a_backup_moved_over_its_file_as_a_store_that_went_back() {
     assert_eq!(warned.len(), 1, "{:#?}", lines.lines());
     assert!(warned[0].contains(&path), "{warned:?}");
     assert!(warned[0].contains("old_inode=") && warned[0].contains("new_inode="));
-    // Writes go to the restored file, and nothing more is logged.
+    // Writes decided on the restored state go to the restored file, and nothing more is
+    // logged.
     lines.during(|| {
-        let write = write_on(1, canary(5.0), None);
-        assert_eq!(store.commit(&write).unwrap(), Commit::Written);
-        assert_eq!(store.changes_since(known(2)).unwrap(), Since::Same);
+        let write = decided_in(write_on(1, canary(5.0), None), 1);
+        assert_eq!(store.commit(&write).unwrap(), Commit::Written { epoch: 1 });
+        assert_eq!(store.changes_since(known_in(2, 1)).unwrap(), Since::Same);
     });
     assert_eq!(version_read_afresh(&path), Some(2));
     assert_eq!(lines.lines().len(), 1, "one replacement, one warning");
@@ -2036,10 +2063,22 @@ fn another_state_at_version_1(made: &str, to: &str, environment: Environment) {
     let other = open(made, "checkout");
     assert_eq!(
         other.commit(&write_on(0, environment, None)).unwrap(),
-        Commit::Written
+        Commit::Written { epoch: 0 }
     );
     drop(other);
     backup(made, to);
+}
+
+/// [`two_stores_knowing_a_first_write`], then another file moved over the path, holding
+/// another state (Production) at the very version and stage they know.
+fn two_stores_then_a_new_file_at_their_numbers(
+    name: &str,
+) -> (Scratch, String, SqliteStore, SqliteStore) {
+    let (dir, path, a, b) = two_stores_knowing_a_first_write(name);
+    let replacement = dir.file("replacement.db");
+    another_state_at_version_1(&dir.file("made.db"), &replacement, Environment::Production);
+    move_over(&replacement, &path);
+    (dir, path, a, b)
 }
 
 /// A file moved over the path holding another state at exactly the version and stage a
@@ -2048,17 +2087,16 @@ fn another_state_at_version_1(made: &str, to: &str, environment: Environment) {
 /// conflict, not written over the new file's (a lost update).
 #[test]
 fn a_file_replaced_by_another_state_at_the_known_numbers_is_read_and_not_written_over() {
-    let (dir, path, reader, writer) = two_stores_knowing_a_first_write("replaced-same-numbers");
-    let replacement = dir.file("replacement.db");
-    another_state_at_version_1(&dir.file("made.db"), &replacement, Environment::Production);
-    move_over(&replacement, &path);
+    let (_dir, path, reader, writer) =
+        two_stores_then_a_new_file_at_their_numbers("replaced-same-numbers");
     // The reader knows version and stage 1 (canary 10 %): the new file's state is read.
     let read = reader.changes_since(known(1)).unwrap();
     let Since::Reset(Some(state)) = read else {
         panic!("the new file's state is not read: {read:?}")
     };
     assert_eq!(state.release.config.environment, Environment::Production);
-    assert_eq!(reader.changes_since(known(1)).unwrap(), Since::Same);
+    assert_eq!(state.release.epoch, 1);
+    assert_eq!(reader.changes_since(known_in(1, 1)).unwrap(), Since::Same);
     // The writer decided on the old file's state, at the same numbers: refused, not written.
     let decided_on_old = write_on(1, canary(5.0), Some("decided on the old file"));
     assert_eq!(
@@ -2068,18 +2106,47 @@ fn a_file_replaced_by_another_state_at_the_known_numbers_is_read_and_not_written
     kept_then_written_once_read(&writer, &path, &decided_on_old);
 }
 
+/// The sync thread reads the new file's state without the writer lock, and a host's write,
+/// decided on the old file's state, may reach the store (the same store) before the gate
+/// takes that state: the read hands the new state to the reader, not the old one's writes
+/// the right to write over it. The write is refused as a conflict, not written over the new
+/// file's state (a lost update, at the very numbers), and a read against the old state reads
+/// the new file whole again, until the caller knows a state read from it.
+#[test]
+fn a_read_of_the_new_file_lets_no_write_decided_on_the_old_one_through() {
+    let (_dir, path, store, _) =
+        two_stores_then_a_new_file_at_their_numbers("replaced-read-then-write");
+    let read = store.changes_since(known(1)).unwrap();
+    assert!(
+        matches!(&read, Since::Reset(Some(state)) if state.release.epoch == 1),
+        "{read:?}"
+    );
+    let decided_on_old = write_on(1, canary(5.0), Some("decided on the old file"));
+    assert_eq!(
+        store.commit(&decided_on_old).unwrap(),
+        Commit::Conflict { stored_version: 1 }
+    );
+    kept_then_written_once_read(&store, &path, &decided_on_old);
+}
+
 /// The new file at `path` still holds its own state (Production at version 1, no history),
-/// and `write`, refused on it, is made once `store` has read that state.
+/// and `write`, refused on it, is made once `store` has read that state and it is decided
+/// again on it (in the store's second file).
 fn kept_then_written_once_read(store: &SqliteStore, path: &str, write: &StoredWrite) {
     let kept = open(path, "checkout").load().unwrap().unwrap();
     assert_eq!(kept.release.version, 1);
     assert_eq!(kept.release.config.environment, Environment::Production);
     assert!(kept.history.is_empty());
-    assert!(matches!(
-        store.changes_since(known(1)).unwrap(),
-        Since::Reset(Some(_))
-    ));
-    assert_eq!(store.commit(write).unwrap(), Commit::Written);
+    let read = store.changes_since(known(1)).unwrap();
+    assert!(
+        matches!(&read, Since::Reset(Some(state)) if state.release.epoch == 1),
+        "{read:?}"
+    );
+    let decided_again = decided_in(write.clone(), 1);
+    assert_eq!(
+        store.commit(&decided_again).unwrap(),
+        Commit::Written { epoch: 1 }
+    );
     assert_eq!(version_read_afresh(path), Some(2));
 }
 
@@ -2144,17 +2211,35 @@ fn another_programs_file_moved_over_the_path_is_refused_at_every_call_until_ours
         matches!(&read, Since::Reset(Some(state)) if state.release.version == 1),
         "{read:?}"
     );
-    let rollback = write_on(1, Environment::Production, Some("back"));
-    assert_eq!(store.commit(&rollback).unwrap(), Commit::Written);
+    // The store opened none of the foreign files: ours, back, is its second.
+    let rollback = decided_in(write_on(1, Environment::Production, Some("back")), 1);
+    assert_eq!(
+        store.commit(&rollback).unwrap(),
+        Commit::Written { epoch: 1 }
+    );
     assert_eq!(version_read_afresh(&path), Some(2));
 }
 
-/// A known state of version and stage `n` (the tests' writes keep the two equal).
+/// A known state of version and stage `n` (the tests' writes keep the two equal), read from
+/// the store's first file.
 fn known(n: u64) -> Guard {
+    known_in(n, 0)
+}
+
+/// A known state of version and stage `n`, read from the store's file of `epoch`.
+fn known_in(n: u64, epoch: u64) -> Guard {
     Guard {
         version: n,
         stage: n,
+        epoch,
     }
+}
+
+/// `write`, decided on its state as read from the store's file of `epoch`.
+fn decided_in(mut write: StoredWrite, epoch: u64) -> StoredWrite {
+    write.guard.epoch = epoch;
+    write.release.epoch = epoch;
+    write
 }
 
 /// A release this build refuses (a newer build's, with a field this one does not know) stays
@@ -2170,6 +2255,7 @@ fn a_refused_release_is_parsed_once_while_it_stays() {
     let known = Guard {
         version: known.version,
         stage: known.stage,
+        epoch: 0,
     };
     commit_on_top(&store, "r2", 100);
     let hand = |sql: &str, value: &str| {
