@@ -1035,6 +1035,34 @@ mod tests {
     }
 
     #[test]
+    fn a_gate_that_gives_a_removed_file_its_state_again_knows_that_state_in_the_new_file() {
+        let dir = crate::store::scratch::Scratch::new("removed-reseeded");
+        let path = dir.file("gate.db");
+        let gate = gate_on(&path, 60_000, 5_000);
+        crate::store::scratch::remove_store(&path);
+        let logs = crate::telemetry::log_lines::LogLines::default();
+        logs.during(|| {
+            // The store went back (emptied): the gate writes its state there, decided on no
+            // state, in the store's second file; the next tick finds that state unchanged.
+            gate.shared.sync_once();
+            gate.shared.sync_once();
+        });
+        let errors = logs.lines_at(tracing::Level::ERROR);
+        let went_back = errors
+            .iter()
+            .filter(|l| l.contains("the store went back"))
+            .count();
+        assert_eq!(went_back, 1, "{errors:#?}");
+        assert_eq!(gate.lock_writer().store.as_ref().unwrap().known.epoch, 1);
+        // A host's write is made there at once.
+        gate.enable_feature("checkout-v2").unwrap();
+        assert_eq!(
+            stored_release(&path),
+            ("Canary{10}".to_string(), r#"["checkout-v2"]"#.to_string())
+        );
+    }
+
+    #[test]
     fn a_rollback_the_sync_thread_stored_while_a_host_wrote_is_counted_once() {
         let dir = crate::store::scratch::Scratch::new("found-stored");
         let path = dir.file("gate.db");
