@@ -206,7 +206,7 @@ func TestAReadTheTransportBrokeByClosingTheBodyIsNotTheClients(t *testing.T) {
 			cancel()
 		}
 		pr, pw := io.Pipe()
-		u := &uploadWatch{ReadCloser: closingBody{pr}, ctx: ctx, start: time.Now()}
+		u := &uploadWatch{ReadCloser: closingBody{pr}, ctx: ctx, start: sinceEpoch()}
 		read := make(chan error, 1)
 		go func() {
 			_, err := u.Read(make([]byte, 1))

