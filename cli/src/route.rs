@@ -47,8 +47,9 @@ pub struct RouteArgs {
     percent: Option<f64>,
     /// The forcing value each request carries, as a host passes what the header or cookie
     /// `overrides` names holds (`canary` or `stable`, ASCII case ignored, force a request when
-    /// the config's `overrides` names a header or a cookie; any other value is ignored and the
-    /// bucket decides) [default: none, as a request without that header or cookie]
+    /// the config's `overrides` names a header or a cookie, but an id on an id list, which the
+    /// list forces whatever the value; any other value is ignored and the bucket decides)
+    /// [default: none, as a request without that header or cookie]
     #[arg(long, value_name = "VALUE")]
     value: Option<OsString>,
     /// Show each step of the formula (for an id an override forces, what forced it in place of
