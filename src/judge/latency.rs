@@ -2,6 +2,8 @@
 //! only (`warm_up_ms`), so a canary slow while its caches fill is not blamed for it; they are
 //! skipped while it lasts, and by the record path's screen, which reads counters only.
 
+use std::time::Duration;
+
 use super::cohort::CohortStats;
 use super::rules::{Case, absolute};
 use super::score::ROLLBACK_BELOW;
@@ -19,7 +21,7 @@ const SHIFT_TAU: f64 = 0.05;
 /// `v > ⌊d⌋`, so the truncated setting judges as the configured one does, never stricter (a
 /// request of 1 µs is slower than a budget of 0.5 µs: it took at least 1 µs). Rounded up, it
 /// would let the bucket from `⌈d⌉` pass, whose requests are all slower.
-fn micros(d: std::time::Duration) -> u64 {
+fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
@@ -43,7 +45,8 @@ pub(super) fn p99_vs_stable(case: &Case<'_>) -> Option<Finding> {
     }
     // Too few stable samples to bound their p99 say nothing of the canary's tail.
     let threshold = stable.p99_upper_micros(case.slo.significance)?;
-    let (slower, stable_slower) = tail_shares(case, canary, stable, threshold);
+    let (slower, stable_slower) =
+        tail_shares(case, canary, stable, Duration::from_micros(threshold));
     let ratio = case.slo.p99_ratio_limit;
     let p = two_proportion_p(slower, stable_slower, ratio);
     Some(Finding {
@@ -59,21 +62,20 @@ pub(super) fn p99_vs_stable(case: &Case<'_>) -> Option<Finding> {
 
 /// The canary's share of requests slower than `threshold` + `latency_tolerance_ms`, and the
 /// stable version's share slower than `threshold`: the tail each side has beyond one stable
-/// latency.
+/// latency (or the budget). The sum is taken before it is truncated to whole microseconds
+/// ([`micros`]), so it judges as the configured sum does: a budget and a tolerance of
+/// 0.0005 ms each, truncated apart, made a request of 1 µs slower than their 1 µs.
 pub(super) fn tail_shares(
     case: &Case<'_>,
     canary: &CohortStats<'_>,
     stable: &CohortStats<'_>,
-    threshold: u64,
+    threshold: Duration,
 ) -> (Proportion, Proportion) {
+    let tolerated = threshold.saturating_add(case.slo.latency_tolerance);
     (
-        canary.slower_than(canary_threshold(case, threshold)),
-        stable.slower_than(threshold),
+        canary.slower_than(micros(tolerated)),
+        stable.slower_than(micros(threshold)),
     )
-}
-
-fn canary_threshold(case: &Case<'_>, threshold: u64) -> u64 {
-    threshold.saturating_add(micros(case.slo.latency_tolerance))
 }
 
 /// [`Rule::P99Budget`]: the canary's p99 against the absolute `p99_budget`; applies when it is
@@ -83,15 +85,16 @@ fn canary_threshold(case: &Case<'_>, threshold: u64) -> u64 {
 /// significantly above `p99_ratio_limit` × the stable version's share slower than the budget
 /// (`p99_vs_stable`'s test and margins, at the budget), `min_samples` of them after warm-up
 /// too; otherwise it holds. The error rules' margins (`error_rate_ratio_limit`,
-/// `error_rate_tolerance`) say nothing of latency. The budget is judged in whole microseconds
-/// ([`micros`], exactly as configured), and the finding's limit is the budget as configured.
+/// `error_rate_tolerance`) say nothing of latency. The budget, and the budget + tolerance,
+/// are judged in whole microseconds ([`micros`], exactly as configured), and the finding's
+/// limit is the budget as configured.
 pub(super) fn p99_budget(case: &Case<'_>) -> Option<Finding> {
     let (canary, stable) = (&case.latency.canary, &case.latency.stable);
     let canary_p99 = canary.p99_micros?;
     let configured = case.slo.p99_budget?;
     let budget = micros(configured);
     let p = canary.p_slower_than(budget);
-    let (slower, stable_slower) = tail_shares(case, canary, stable, budget);
+    let (slower, stable_slower) = tail_shares(case, canary, stable, configured);
     let blame = two_proportion_p(slower, stable_slower, case.slo.p99_ratio_limit);
     let p = if canary_p99 > budget { p } else { 1.0 };
     Some(absolute(

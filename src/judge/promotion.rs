@@ -3,6 +3,8 @@
 //! `promotion_significance` that hold at every look (so looking often does not make a bad
 //! canary promotable by chance).
 
+use std::time::Duration;
+
 use super::NonInferiority;
 use super::latency::{shift_upper, tail_shares};
 use super::rules::Case;
@@ -62,6 +64,6 @@ fn tail_not_worse(case: &Case<'_>, alpha: f64) -> bool {
     let Some(p99) = stable.p99_micros else {
         return false;
     };
-    let (c, s) = tail_shares(case, canary, stable, p99);
+    let (c, s) = tail_shares(case, canary, stable, Duration::from_micros(p99));
     two_proportion_p(c, s, case.slo.p99_ratio_limit) >= alpha
 }

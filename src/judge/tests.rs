@@ -786,6 +786,31 @@ fn a_fractional_p99_budget_is_judged_and_shown_as_configured() {
     );
 }
 
+/// `p99_budget`'s blame counts the canary's requests slower than the budget plus
+/// `latency_tolerance_ms` as configured, their sum truncated once: with 0.0005 ms each
+/// (1 µs in all) a request recorded at 1 µs is not slower (each truncated alone, to 0 + 0,
+/// it was, and the canary was rolled back beside a stable version at 0 µs).
+#[test]
+fn p99_budget_s_blame_judges_budget_plus_tolerance_as_configured() {
+    let half = Duration::from_nanos(500);
+    let slo = SloConfig {
+        p99_budget: Some(half),
+        latency_tolerance: half,
+        ..SloConfig::default()
+    };
+    let h = judge_cohorts(
+        StageId(2),
+        canary(50.0),
+        &lumps(&[(1, 1_000)]),
+        &lumps(&[(0, 1_000)]),
+        PerCohort::default(),
+        policy(&slo),
+    );
+    let f = finding(&h, Rule::P99Budget).cloned().unwrap();
+    // Above the budget (1 µs > 0.5 µs) but no request slower than 1 µs: not the canary's.
+    assert!(!f.fired && f.holds, "{f}");
+}
+
 #[test]
 fn absolute_limits_of_zero_are_floored_at_a_tenth_of_a_percent() {
     // One error in 5 requests against limits of 0 (every request must succeed): with a limit
