@@ -540,9 +540,9 @@ fn no_data(case: &Case<'_>) -> Option<Finding> {
         Environment::Staging | Environment::Canary { .. } => f64::INFINITY,
     };
     let silent = silent_for >= case.slo.no_data_after;
-    // The chance of no outcome among those due (at most e⁻⁷⁰⁰, which an f64 still holds); 0
-    // when no stable traffic counts them (Staging, a 100 % canary), where the finding shows
-    // no p-value.
+    // The chance of no outcome among those due, at least e⁻⁷⁰⁰, which an f64 still holds (a
+    // smaller chance is reported as that bound, an upper bound as a p-value may be); 0 when no
+    // stable traffic counts them (Staging, a 100 % canary), where the finding shows no p-value.
     let p_value = match (silent, expected.is_finite()) {
         (false, _) => 1.0,
         (true, true) => (-expected.min(700.0)).exp(),
