@@ -38,9 +38,23 @@ fn both_spans(burst: PerCohort<[u64; 2]>) -> Bursts {
 fn judge_aged(
     stage: StageId,
     environment: Environment,
-    [canary, stable]: [&CohortCounts; 2],
+    cohorts: [&CohortCounts; 2],
     bursts: Bursts,
     stage_age: Duration,
+    policy: Policy<'_>,
+) -> CanaryHealth {
+    let aged = (stage_age, Silence::default());
+    judge_silent(stage, environment, cohorts, bursts, aged, policy)
+}
+
+/// [`judge_aged`], the canary silent for `silence.span` since a reading first showed its
+/// latest outcome, while the stable version recorded `silence.stable`.
+fn judge_silent(
+    stage: StageId,
+    environment: Environment,
+    [canary, stable]: [&CohortCounts; 2],
+    bursts: Bursts,
+    (stage_age, silence): (Duration, Silence),
     policy: Policy<'_>,
 ) -> CanaryHealth {
     let counts = PerCohort {
@@ -54,7 +68,7 @@ fn judge_aged(
         stage_latency: &counts,
         bursts,
         stage_age,
-        silence: Silence::default(),
+        silence,
         instances: 1,
     };
     judge(stage, environment, &sample, policy)
@@ -479,30 +493,50 @@ fn arbitrary_environment() -> impl proptest::strategy::Strategy<Value = Environm
     ]
 }
 
+/// How long the canary has been silent: `(silent from the stage's start, the stage's age, the
+/// silence since its latest outcome)`. Mostly not at all; else from the stage's start or since
+/// an outcome, for 1 to 4 minutes, on either side of the default `no_data_ms` (2 minutes).
+fn arbitrary_silence() -> impl proptest::strategy::Strategy<Value = (bool, Duration, Silence)> {
+    use proptest::prelude::*;
+    let hour = Duration::from_secs(3600);
+    prop_oneof![
+        2 => Just((false, hour, Silence::default())),
+        1 => (60u64..240).prop_map(|age| (true, Duration::from_secs(age), Silence::default())),
+        1 => (60u64..240, 0u64..100_000).prop_map(move |(span, stable)| {
+            let span = Duration::from_secs(span);
+            (false, hour, Silence { span, stable })
+        }),
+    ]
+}
+
 proptest::proptest! {
     /// In every environment the judge's HEALTHY is the compliance check's Compliant, and its
-    /// NO_DATA the check's NoData: one decision, said twice. (In Production the stable version failing nine requests in ten
-    /// was HEALTHY and not compliant.)
+    /// NO_DATA the check's NoData: one decision, said twice. (In Production the stable version
+    /// failing nine requests in ten was HEALTHY and not compliant.) The canary is sometimes
+    /// silent, from the stage's start or since its latest outcome, for less or more than
+    /// `no_data_ms`, so that NO_DATA is met.
     #[test]
     fn healthy_is_compliant_in_every_environment(
         canary_counts in arbitrary_cohort(1..5, 1..4),
         stable_counts in arbitrary_cohort(1..5, 1..80),
         environment in arbitrary_environment(),
+        (from_start, stage_age, silence) in arbitrary_silence(),
     ) {
         // Production routes nothing to a canary; Staging nothing to the stable version.
         let none = CohortCounts::default();
+        let canary_counts = if from_start { &none } else { &canary_counts };
         let (canary_counts, stable_counts) = match environment {
             Environment::Production => (&none, &stable_counts),
-            Environment::Staging => (&canary_counts, &none),
-            _ => (&canary_counts, &stable_counts),
+            Environment::Staging => (canary_counts, &none),
+            _ => (canary_counts, &stable_counts),
         };
         let slo = SloConfig::default();
-        let h = judge_cohorts(
+        let h = judge_silent(
             StageId(2),
             environment,
-            canary_counts,
-            stable_counts,
-            PerCohort::default(),
+            [canary_counts, stable_counts],
+            both_spans(PerCohort::default()),
+            (stage_age, silence),
             policy(&slo),
         );
         let compliance = crate::verdict::compliance(&h.evidence);
