@@ -11,7 +11,7 @@
 #      evaluates, fires.
 # First, `promtool check rules` and `promtool test rules` check the rollback alert the docs
 # recommend (rollbacks.rules.yml, rollbacks.test.yml: scrapes reaching nginx workers whose
-# rollback counts differ).
+# rollback counts differ, hosts sharing a store, counts that go down, and the rule's limits).
 # Installs `prometheus` with .ci/apt-install when missing, which keeps the package from
 # starting its service (on 0.0.0.0:9090). Starts no service: any system Prometheus is left
 # alone (ours uses its own port, config and data). Every process started here is stopped by
