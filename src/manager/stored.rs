@@ -676,7 +676,11 @@ mod tests {
     use super::*;
 
     /// A config of a canary at 10 % on the SQLite file `path`, fleet judging on.
-    fn config_on(path: &str, sync_interval_ms: u64, busy_timeout_ms: u64) -> PromotionConfig {
+    pub(super) fn config_on(
+        path: &str,
+        sync_interval_ms: u64,
+        busy_timeout_ms: u64,
+    ) -> PromotionConfig {
         let mut config = crate::store::testing::config(crate::config::canary(10.0));
         config.store = Some(StoreConfig::Sqlite(crate::store::SqliteStoreConfig {
             path: path.to_string(),
@@ -687,13 +691,13 @@ mod tests {
         config
     }
 
-    fn gate_of(config: PromotionConfig) -> crate::PromotionGateManager {
+    pub(super) fn gate_of(config: PromotionConfig) -> crate::PromotionGateManager {
         let slo = crate::SloAdmissionController::new(crate::SloConfig::default()).unwrap();
         crate::PromotionGateManager::new(config, slo).unwrap()
     }
 
     /// A gate on the SQLite file `path` (canary 10 %, fleet judging on).
-    fn gate_on(
+    pub(super) fn gate_on(
         path: &str,
         sync_interval_ms: u64,
         busy_timeout_ms: u64,
@@ -900,7 +904,7 @@ mod tests {
         );
     }
 
-    fn automatic_rollbacks(gate: &crate::PromotionGateManager) -> u64 {
+    pub(super) fn automatic_rollbacks(gate: &crate::PromotionGateManager) -> u64 {
         gate.rollback_counts()
             .iter()
             .filter(|c| c.trigger == crate::RollbackTrigger::Automatic)

@@ -55,10 +55,13 @@ pub(super) enum Settled {
 
 impl Pending {
     /// Whether `state`, the stored state, settles this rollback without writing it: it holds
-    /// the rollback already; another release rollback was stored after the state it was
-    /// decided on; a write since put the stored release in Production at another stage; or the
-    /// stored release moved on to another stage (another process ramped, graduated or started the next rollout
-    /// meanwhile: a stage that already left is not rolled back again, as on the record path).
+    /// the rollback already (its very event, at any version: the sync thread may have written
+    /// it at or below the version decided on, as the first state of a store that lost its
+    /// own); another release rollback was stored after the state it was decided on; a write
+    /// since put the stored release in Production at another stage; or the stored release
+    /// moved on to another stage (another process ramped, graduated or started the next
+    /// rollout meanwhile: a stage that already left is not rolled back again, as on the
+    /// record path).
     /// A stage whose config differs from the one decided on only by flags turned on (the same
     /// salt and split: a flag turned on, which starts a stage in Canary and Staging; flags
     /// turned off too, a kill switch keeps the release), of the same rollout, is the same
@@ -87,7 +90,12 @@ impl Pending {
                 *stored == store::StoredEvent::from_event(stored.version, event)
             })
         };
-        if let Some(stored) = since().find(|e| ours(e)) {
+        // Looked for in the whole history read, not only above the state decided on: the sync
+        // thread may have written it at a version at or below that one (the first write of a
+        // store that lost its state, a host's write taking the lock before the sync thread
+        // applied it), and no other write stores this process's very event (its time to the
+        // nanosecond, its reason).
+        if let Some(stored) = state.history.iter().find(|e| ours(e)) {
             return Some(Settled::Written(stored.version));
         }
         let release = &state.release;
@@ -411,5 +419,66 @@ impl Shared {
             .into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{automatic_rollbacks, gate_on};
+    use crate::store::scratch::{Scratch, remove_store};
+
+    /// A gate on the SQLite file `path` whose sync thread is never woken: the test syncs by
+    /// hand, between the steps it interleaves.
+    fn quiet_gate_on(path: &str) -> crate::PromotionGateManager {
+        let gate = gate_on(path, 60_000, 5_000);
+        if let Some(link) = gate.shared.lock_writer().store.as_mut() {
+            link.wake = None;
+        }
+        gate
+    }
+
+    /// An automatic rollback as the record path makes it: published, left to the sync thread.
+    fn roll_back_automatically(gate: &crate::PromotionGateManager, reason: &str) {
+        let shared = &gate.shared;
+        let mut writer = shared.lock_writer();
+        let automatic = crate::RollbackTrigger::Automatic;
+        shared
+            .rollback_locked(&mut writer, reason.into(), automatic, None)
+            .unwrap();
+    }
+
+    /// The stored history's reasons, oldest first, read by a connection of its own.
+    fn stored_reasons(path: &str) -> Vec<String> {
+        let connection = rusqlite::Connection::open(path).unwrap();
+        let mut query = connection
+            .prepare("SELECT reason FROM history ORDER BY version")
+            .unwrap();
+        query
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_waiting_rollback_the_sync_thread_wrote_below_the_state_decided_on_is_not_written_again() {
+        let dir = Scratch::new("pending-reseeded-race");
+        let path = dir.file("gate.db");
+        let gate = quiet_gate_on(&path);
+        gate.enable_feature("a").unwrap();
+        gate.enable_feature("b").unwrap();
+        // Decided on version 3; then the file is removed.
+        roll_back_automatically(&gate, "burst");
+        remove_store(&path);
+        // The sync thread gives the emptied store the gate's state, the rollback its event at
+        // version 1, without the writer lock; a host's write takes the lock before the sync
+        // thread applies what it wrote, and finds the rollback stored below version 3.
+        let read = gate.shared.sync_read().unwrap();
+        gate.enable_feature("x").unwrap();
+        gate.shared.sync_apply(read);
+        assert_eq!(stored_reasons(&path), ["burst"]);
+        assert_eq!(automatic_rollbacks(&gate_on(&path, 60_000, 5_000)), 1);
+        assert_eq!(automatic_rollbacks(&gate), 1);
+        assert!(gate.is_feature_enabled("x"));
     }
 }
