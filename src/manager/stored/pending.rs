@@ -70,7 +70,9 @@ impl Pending {
     /// `swap_config` that turned a release flag on, which starts a rollout), and the rollback
     /// is dropped ([`flags_turned_on_in`](Self::flags_turned_on_in)). A store that
     /// went back (a version at or below the one decided on) settles nothing: the rollback is
-    /// written on top of it; nor does the very stage decided on in Production (a promotion
+    /// written on top of it; neither does a state read from another file than the one decided
+    /// on ([`of_another_file`](Self::of_another_file)), whatever its numbers and history
+    /// (but for the rollback's own event, found there); nor does the very stage decided on in Production (a promotion
     /// this process stored, which the rollback won over, or one it followed, see `ended`,
     /// even with another process's write in Production on top of it), nor the promotion that
     /// ended the stage decided on directly ([`promoted_in`](Self::promoted_in): another
@@ -99,6 +101,12 @@ impl Pending {
             return Some(Settled::Written(stored.version));
         }
         let release = &state.release;
+        if self.of_another_file(release) {
+            // Its numbers and history are another file's: nothing in them was written since
+            // the state decided on, and the rollback is written on top, as over a store that
+            // went back.
+            return None;
+        }
         let other = since().find(|e| e.rolled_back == "release");
         let why = if let Some(other) = other {
             format!(
@@ -125,6 +133,15 @@ impl Pending {
             .filter(|other| self.same_rollback(other, release))
             .map(|other| other.version);
         Some(Settled::Overtaken { why, same_rollback })
+    }
+
+    /// Whether `stored` was read from another file than the state this rollback was decided
+    /// on ([`Guard::epoch`]: a SQLite store's file replaced or removed on disk since): its
+    /// version, stage and history tell nothing of that state's, however alike (a file made by
+    /// another process holds another state at the very same numbers). A rollback decided on
+    /// no state reads any state as a first one, as the store's own reads do.
+    fn of_another_file(&self, stored: &store::StoredRelease) -> bool {
+        self.decided_on.version > 0 && stored.epoch != self.decided_on.epoch
     }
 
     /// Whether `other`, the first release rollback stored after the state this rollback was
@@ -162,8 +179,17 @@ impl Pending {
     /// swap that started a stage, its undo deferred by another process's write on top of it),
     /// the config before that write, as the undo made at once; a kill switch or a policy field
     /// swapped in since stays. Over a store that went back to a state in Canary or Staging,
-    /// that state's config rolled back.
+    /// that state's config rolled back. Over a state of another file than the one decided on
+    /// ([`of_another_file`](Self::of_another_file)), that state's config rolled back too (in
+    /// Production, as it is: its flags turned on for the next rollout's forced requests
+    /// kept), never the config rolled back here, which is the old file's: the new file's
+    /// salt, overrides and graduated flags stay.
     pub(super) fn config_over(&self, stored: &store::StoredRelease) -> PromotionConfig {
+        if self.of_another_file(stored) {
+            // Nothing of the config rolled back here, which is the old file's: the new file's
+            // release rolled back, in Production kept as it is.
+            return release::rolled_back_over(&stored.config, &[]);
+        }
         let decided_on = self.decided_on.version;
         if stored.version == decided_on {
             return self.config.clone();
@@ -424,8 +450,8 @@ impl Shared {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{automatic_rollbacks, gate_on};
-    use crate::store::scratch::{Scratch, remove_store};
+    use super::super::tests::{automatic_rollbacks, config_on, gate_of, gate_on};
+    use crate::store::scratch::{Scratch, backup, move_over, remove_store};
 
     /// A gate on the SQLite file `path` whose sync thread is never woken: the test syncs by
     /// hand, between the steps it interleaves.
@@ -480,5 +506,93 @@ mod tests {
         assert_eq!(automatic_rollbacks(&gate_on(&path, 60_000, 5_000)), 1);
         assert_eq!(automatic_rollbacks(&gate), 1);
         assert!(gate.is_feature_enabled("x"));
+    }
+
+    /// The stored release's version and config, read by a connection of its own.
+    fn stored_config(path: &str) -> (i64, crate::PromotionConfig) {
+        let (version, config): (i64, String) = rusqlite::Connection::open(path)
+            .unwrap()
+            .query_row("SELECT version, config FROM release", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .unwrap();
+        (version, serde_json::from_str(&config).unwrap())
+    }
+
+    /// Moves a copy of the SQLite file `made` over `gate`'s file `path` (as an operator
+    /// restoring a backup does), then rolls `gate` back automatically ("burst") before it read
+    /// the new file, and syncs once: the stored release then, in Production.
+    fn rolled_back_over_a_moved_file(
+        gate: &crate::PromotionGateManager,
+        dir: &Scratch,
+        made: &str,
+        path: &str,
+    ) -> (i64, crate::PromotionConfig) {
+        let replacement = dir.file("replacement.db");
+        backup(made, &replacement);
+        move_over(&replacement, path);
+        roll_back_automatically(gate, "burst");
+        gate.shared.sync_once();
+        let (version, stored) = stored_config(path);
+        assert_eq!(stored.environment, crate::Environment::Production);
+        (version, stored)
+    }
+
+    #[test]
+    fn a_waiting_rollback_decided_on_a_replaced_file_is_written_over_the_new_files_config() {
+        let dir = Scratch::new("pending-other-file");
+        let path = dir.file("gate.db");
+        // The gate knows version 1, stage 1 of its file; another file, made by another
+        // process, holds another state at the very same numbers: another salt, overrides and
+        // graduated flags.
+        let gate = quiet_gate_on(&path);
+        let made = dir.file("made.db");
+        let header = crate::Overrides {
+            header: Some("X-Canary".into()),
+            ..Default::default()
+        };
+        let theirs = crate::PromotionConfig {
+            salt: Some("other".into()),
+            overrides: Some(header),
+            graduated_flags: vec!["stable".into()],
+            ..config_on(&made, 60_000, 5_000)
+        };
+        drop(gate_of(theirs.clone()));
+        // A rollback deferred before the gate read the new file, decided on the old one, is
+        // written over the new file's state, that state rolled back: its salt, overrides and
+        // graduated flags kept, not the old file's config.
+        let (version, stored) = rolled_back_over_a_moved_file(&gate, &dir, &made, &path);
+        assert_eq!(version, 2);
+        assert_eq!(stored.salt.as_deref(), Some("other"));
+        assert_eq!(stored.overrides, theirs.overrides);
+        assert_eq!(stored.graduated_flags, ["stable"]);
+        assert_eq!(stored_reasons(&path), ["burst"]);
+        assert_eq!(gate.config().salt.as_deref(), Some("other"));
+        assert_eq!(automatic_rollbacks(&gate_on(&path, 60_000, 5_000)), 1);
+    }
+
+    #[test]
+    fn a_waiting_rollback_decided_on_a_replaced_file_is_not_overtaken_by_its_history() {
+        let dir = Scratch::new("pending-other-file-history");
+        let path = dir.file("gate.db");
+        let gate = quiet_gate_on(&path);
+        // The new file holds an automatic rollback at version 2, right above the version the
+        // gate knows of its old file, then a flag turned on in Production (for the next
+        // rollout's forced requests).
+        let made = dir.file("made.db");
+        let other = gate_on(&made, 60_000, 5_000);
+        roll_back_automatically(&other, "theirs");
+        other.shared.sync_once();
+        other.enable_feature("next").unwrap();
+        drop(other);
+        assert_eq!(stored_config(&made).0, 3);
+        // Not taken for the same rollback made first elsewhere: written on top, the new
+        // file's flag kept, and counted in the store.
+        let (version, stored) = rolled_back_over_a_moved_file(&gate, &dir, &made, &path);
+        assert_eq!(version, 4);
+        assert_eq!(stored.feature_flags, ["next"]);
+        assert_eq!(stored_reasons(&path), ["theirs", "burst"]);
+        assert_eq!(automatic_rollbacks(&gate_on(&path, 60_000, 5_000)), 2);
+        assert_eq!(automatic_rollbacks(&gate), 2);
     }
 }
