@@ -1066,6 +1066,85 @@ mod tests {
         );
     }
 
+    /// A gate on `path` at Canary{10} (version and stage 1) with five failing canary outcomes
+    /// recorded (below `min_samples`), and a file holding `environment` at the same version
+    /// and stage moved over its path.
+    fn a_gate_whose_file_is_replaced_by(
+        dir: &crate::store::scratch::Scratch,
+        environment: crate::config::Environment,
+    ) -> crate::PromotionGateManager {
+        let path = dir.file("gate.db");
+        let gate = gate_on(&path, 60_000, 5_000);
+        for _ in 0..5 {
+            gate.record_for(gate.stage(), true, false, Duration::from_millis(5));
+        }
+        assert_eq!(
+            gate.window_export()
+                .evidence(crate::Cohort::Canary)
+                .requests,
+            5
+        );
+        let made = dir.file("made.db");
+        drop(gate_of(PromotionConfig {
+            environment,
+            ..config_on(&made, 60_000, 5_000)
+        }));
+        let replacement = dir.file("replacement.db");
+        crate::store::scratch::backup(&made, &replacement);
+        crate::store::scratch::move_over(&replacement, &path);
+        gate
+    }
+
+    #[test]
+    fn another_state_followed_from_a_new_file_at_the_known_numbers_starts_a_new_stage() {
+        // The new file holds Canary{20} at the version and stage the gate knows: the outcomes
+        // recorded under Canary{10} are no evidence of it, neither judged as its stage's nor
+        // published as this process's contribution to it.
+        let dir = crate::store::scratch::Scratch::new("replaced-another-state");
+        let gate = a_gate_whose_file_is_replaced_by(&dir, crate::config::canary(20.0));
+        let stage = gate.stage();
+        gate.shared.sync_once();
+        assert_eq!(gate.environment(), crate::config::canary(20.0));
+        assert!(gate.stage() > stage, "{:?} after {stage:?}", gate.stage());
+        let export = gate.window_export();
+        assert_eq!(export.evidence(crate::Cohort::Canary).requests, 0);
+        assert_eq!(export.evidence(crate::Cohort::Stable).requests, 0);
+        // Its stored numbers are the new file's: nothing was written there.
+        let link = gate.lock_writer();
+        let known = link.store.as_ref().unwrap().known;
+        assert_eq!((known.version, known.stage, known.epoch), (1, 1, 1));
+    }
+
+    #[test]
+    fn the_same_state_followed_from_a_new_file_keeps_the_stage_and_writes_nothing() {
+        // A copy of the very state the gate knows moved over the file (a backup of it restored):
+        // the stage and its evidence go on, logged as a warning, not as a store that went back.
+        let dir = crate::store::scratch::Scratch::new("replaced-same-state");
+        let gate = a_gate_whose_file_is_replaced_by(&dir, crate::config::canary(10.0));
+        let stage = gate.stage();
+        let logs = crate::telemetry::log_lines::LogLines::default();
+        logs.during(|| gate.shared.sync_once());
+        let errors = logs.lines_at(tracing::Level::ERROR);
+        assert!(errors.is_empty(), "{errors:#?}");
+        let warnings = logs.lines_at(tracing::Level::WARN);
+        assert!(
+            warnings
+                .iter()
+                .any(|l| l.contains("same version and stage")),
+            "{warnings:#?}"
+        );
+        assert_eq!(gate.stage(), stage);
+        assert_eq!(
+            gate.window_export()
+                .evidence(crate::Cohort::Canary)
+                .requests,
+            5
+        );
+        let link = gate.lock_writer();
+        let known = link.store.as_ref().unwrap().known;
+        assert_eq!((known.version, known.stage, known.epoch), (1, 1, 1));
+    }
+
     #[test]
     fn a_rollback_the_sync_thread_stored_while_a_host_wrote_is_counted_once() {
         let dir = crate::store::scratch::Scratch::new("found-stored");

@@ -238,13 +238,44 @@ pub(super) fn catch_up(
     ))
 }
 
+/// Follows a store whose state [`changes_since`](StateStore::changes_since) answered as
+/// [`Since::Reset`]: one that went back ([`went_below`]), or a SQLite file replaced on disk by
+/// one at the very version and stage known (a copy of it, or another state numbered alike).
+/// There nothing went back, and there is nothing to number above the local stage: the state is
+/// followed as read (its history the gate's), in a new stage here unless it is the state the
+/// gate shows ([`Shared::apply`]); no rollback is announced, none being newer than the known
+/// state.
+fn went_back(
+    store: &dyn StateStore,
+    from: Guard,
+    state: Option<store::StoredState>,
+    local: &Local,
+) -> Result<Option<CatchUp>, StoreError> {
+    let state = match state {
+        Some(state) if another_file_at(from, &state.release) => state,
+        state => return went_below(store, from, state, local),
+    };
+    tracing::warn!(
+        version = from.version,
+        stage = from.stage,
+        stored = %state.release.config.environment,
+        "promotion.store the file was replaced on disk by one at the same version and stage: following its state (a new stage here unless it is the state the gate shows)"
+    );
+    CatchUp::following(store, from, None, state, false).map(|update| {
+        Some(CatchUp {
+            whole_history: true,
+            ..update
+        })
+    })
+}
+
 /// Follows a store that went back below the known state `from` (its state deleted, or replaced
 /// by an older or another one): an empty store is given this process's state again (one
 /// process wins that write; the others follow it at their next tick); a stored state is
 /// adopted, its stages first numbered above the local one if they are below it (the gates of a
 /// store number their stages alike, and a gate's stage never goes back). `None`: another
 /// process wrote between the reads, and the next tick looks again.
-fn went_back(
+fn went_below(
     store: &dyn StateStore,
     from: Guard,
     state: Option<store::StoredState>,
@@ -297,6 +328,15 @@ fn went_back(
         })),
         Commit::Conflict { .. } => Ok(None),
     }
+}
+
+/// Whether `release` was read from another file (another [`Guard::epoch`]) than the state
+/// `known`, at its very version and stage: the file was replaced on disk, and its numbers tell
+/// nothing of whether the state is the one known.
+fn another_file_at(known: Guard, release: &StoredRelease) -> bool {
+    known.version != 0
+        && release.epoch != known.epoch
+        && (release.version, release.stage) == (known.version, known.stage)
 }
 
 /// Writes the local state as the first of an empty store, with `event` (a pending rollback's,
@@ -461,9 +501,23 @@ impl Shared {
         // above the local one if that is ahead (a dropped rollback's: the outcomes recorded
         // while rolled back are neither judged as the followed stage's nor published as this
         // process's contribution to it).
+        //
+        // A state read from another file at the numbers known (the file replaced on disk) is
+        // the stage known only if it is the state shown: the numbers tell nothing across files,
+        // and the outcomes recorded under another split are no evidence of it.
         let stored = StageId(update.release.stage);
         let shown = stored == current.route.stage && config == current.config;
-        let stage = if update.started_here || update.release.stage == update.from.stage || shown {
+        let same_stage = update.release.stage == update.from.stage
+            && (!another_file_at(update.from, &update.release) || config == current.config);
+        if !same_stage && !shown && another_file_at(update.from, &update.release) {
+            tracing::warn!(
+                stage = update.release.stage,
+                shown = %current.config.environment,
+                stored = %update.release.config.environment,
+                "promotion.store the replaced file holds another state at the same version and stage: a new stage starts here, the outcomes recorded before are no evidence of it"
+            );
+        }
+        let stage = if update.started_here || same_stage || shown {
             current.route.stage.max(stored)
         } else {
             StageId(current.route.stage.0 + 1).max(stored)
