@@ -310,12 +310,22 @@ impl StoreLink {
                 self.came_back();
                 Ok(now)
             }
-            Ok(Commit::Conflict { stored_version }) => Err(conflict(
+            Ok(Commit::Conflict {
+                stored_version,
+                another_file,
+            }) => Err(conflict(
                 self.store.location(),
-                format!(
-                    "another process wrote first (stored version {stored_version}, this write was decided on {})",
-                    self.known.version
-                ),
+                if another_file {
+                    format!(
+                        "the file was replaced on disk: this write was decided on the state of the file before (version {}), not on the one the path names now (version {stored_version})",
+                        self.known.version
+                    )
+                } else {
+                    format!(
+                        "another process wrote first (stored version {stored_version}, this write was decided on {})",
+                        self.known.version
+                    )
+                },
             )
             .into()),
             Err(error) => {
@@ -1145,6 +1155,38 @@ mod tests {
         assert_eq!((known.version, known.stage, known.epoch), (1, 1, 1));
     }
 
+    /// A host's write of the shown config at canary `percent` (a new stage), as `writer` holds.
+    fn commit_canary(
+        shared: &Shared,
+        writer: &mut WriterState,
+        percent: f64,
+    ) -> Result<u64, crate::Error> {
+        let mut next = shared.current.load().config.clone();
+        next.environment = crate::config::canary(percent);
+        shared.commit(writer, next, NextStage::New, None, Durability::Required)
+    }
+
+    #[test]
+    fn a_write_decided_on_a_replaced_files_state_is_refused_saying_so() {
+        // The gate has not read the new file yet (no sync tick): its write, decided on the old
+        // file's state at the very numbers the new one holds, is refused as of another file.
+        let dir = crate::store::scratch::Scratch::new("replaced-refusal-text");
+        let gate = a_gate_whose_file_is_replaced_by(&dir, crate::config::canary(20.0));
+        let shared = &gate.shared;
+        let refused = commit_canary(shared, &mut shared.lock_writer(), 30.0).unwrap_err();
+        let crate::Error::Store(error) = &refused else {
+            panic!("{refused:?}");
+        };
+        assert_eq!(error.problem(), crate::StoreProblem::Conflict);
+        assert!(
+            error.to_string().contains(
+                "the file was replaced on disk: this write was decided on the state of the file before (version 1), not on the one the path names now (version 1)"
+            ),
+            "{error}"
+        );
+        assert_eq!(stored_release(&dir.file("gate.db")).0, "Canary{20}");
+    }
+
     #[test]
     fn a_rollback_the_sync_thread_stored_while_a_host_wrote_is_counted_once() {
         let dir = crate::store::scratch::Scratch::new("found-stored");
@@ -1187,17 +1229,7 @@ mod tests {
             assert!(start.elapsed() < Duration::from_secs(5), "never stored");
             std::thread::sleep(Duration::from_millis(1));
         }
-        let mut next = shared.current.load().config.clone();
-        next.environment = crate::config::canary(1.0);
-        shared
-            .commit(
-                &mut writer,
-                next,
-                NextStage::New,
-                None,
-                Durability::Required,
-            )
-            .unwrap();
+        commit_canary(shared, &mut writer, 1.0).unwrap();
         drop(writer);
         let reopened = gate_on(&path, 60_000, 5_000);
         assert_eq!(automatic_rollbacks(&reopened), 1, "one rollback stored");

@@ -904,7 +904,10 @@ impl StateStore for EtcdStore {
             if stored_version != write.guard.version
                 || (stored_version != 0 && stored_stage != write.guard.stage)
             {
-                return Ok(Commit::Conflict { stored_version });
+                return Ok(Commit::Conflict {
+                    stored_version,
+                    another_file: false,
+                });
             }
             // The guard holds for the release as read: write only if it is still that one.
             let compare = match &found {

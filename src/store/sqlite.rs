@@ -776,11 +776,15 @@ impl SqliteStore {
         let (stored_version, stored_stage) = stored;
         // A state decided on in another file: this one may hold another state at its very
         // numbers, which tell nothing across files.
+        let another_file = write.guard.version != 0 && write.guard.epoch != *epoch;
         if stored_version != write.guard.version
             || (stored_version != 0 && stored_stage != write.guard.stage)
-            || (write.guard.version != 0 && write.guard.epoch != *epoch)
+            || another_file
         {
-            return Ok(Some(Commit::Conflict { stored_version }));
+            return Ok(Some(Commit::Conflict {
+                stored_version,
+                another_file,
+            }));
         }
         let release = &write.release;
         if stored_version == 0 {

@@ -712,8 +712,12 @@ pub(crate) enum Commit {
     Written { epoch: u64 },
     /// The stored state is not the one the write was decided on (another writer won, or the
     /// store was created meanwhile): nothing was written. `stored_version` is the stored
-    /// state's version (0: none).
-    Conflict { stored_version: u64 },
+    /// state's version (0: none); `another_file`: the write was decided on a state of another
+    /// [`Guard::epoch`] (a SQLite file replaced on disk since), whatever the numbers.
+    Conflict {
+        stored_version: u64,
+        another_file: bool,
+    },
 }
 
 impl StoredEvent {

@@ -67,7 +67,10 @@ fn a_state_survives_reopening_and_stale_guards_write_nothing() {
     assert_eq!(store.commit(&first).unwrap(), Commit::Written { epoch: 0 });
     assert_eq!(
         store.commit(&first).unwrap(),
-        Commit::Conflict { stored_version: 1 }
+        Commit::Conflict {
+            stored_version: 1,
+            another_file: false,
+        }
     );
     let rollback = StoredWrite::new(
         Guard {
@@ -124,7 +127,10 @@ fn a_guard_of_the_stored_version_at_another_stage_writes_nothing() {
     );
     assert_eq!(
         store.commit(&stale).unwrap(),
-        Commit::Conflict { stored_version: 1 }
+        Commit::Conflict {
+            stored_version: 1,
+            another_file: false,
+        }
     );
     let stored = store.load().unwrap().unwrap().release;
     assert_eq!((stored.version, stored.stage), (1, 5));
@@ -493,7 +499,10 @@ fn a_write_whose_answer_is_lost_after_etcd_applied_it_is_written_not_a_conflict(
     let late = write_on(2, Environment::Production, Some("late"));
     assert_eq!(
         racing.commit(&late).unwrap(),
-        Commit::Conflict { stored_version: 3 }
+        Commit::Conflict {
+            stored_version: 3,
+            another_file: false,
+        }
     );
     let stored = store.load().unwrap().unwrap();
     let reasons: Vec<_> = stored.history.iter().map(|e| e.reason.as_str()).collect();

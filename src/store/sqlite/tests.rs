@@ -161,7 +161,10 @@ fn a_stale_guard_writes_nothing_and_names_what_is_stored() {
     );
     assert_eq!(
         store.commit(&again).unwrap(),
-        Commit::Conflict { stored_version: 1 }
+        Commit::Conflict {
+            stored_version: 1,
+            another_file: false,
+        }
     );
     let state = store.load().unwrap().unwrap();
     assert_eq!(state.release.config.environment, canary(10.0));
@@ -187,7 +190,10 @@ fn a_guard_of_the_stored_version_at_another_stage_writes_nothing() {
     // Decided on version 1 at stage 1.
     assert_eq!(
         store.commit(&write_on(1, canary(50.0), None)).unwrap(),
-        Commit::Conflict { stored_version: 1 }
+        Commit::Conflict {
+            stored_version: 1,
+            another_file: false,
+        }
     );
     let stored = store.load().unwrap().unwrap().release;
     assert_eq!((stored.version, stored.stage), (1, 5));
@@ -2101,7 +2107,10 @@ fn a_file_replaced_by_another_state_at_the_known_numbers_is_read_and_not_written
     let decided_on_old = write_on(1, canary(5.0), Some("decided on the old file"));
     assert_eq!(
         writer.commit(&decided_on_old).unwrap(),
-        Commit::Conflict { stored_version: 1 }
+        Commit::Conflict {
+            stored_version: 1,
+            another_file: true,
+        }
     );
     kept_then_written_once_read(&writer, &path, &decided_on_old);
 }
@@ -2124,7 +2133,10 @@ fn a_read_of_the_new_file_lets_no_write_decided_on_the_old_one_through() {
     let decided_on_old = write_on(1, canary(5.0), Some("decided on the old file"));
     assert_eq!(
         store.commit(&decided_on_old).unwrap(),
-        Commit::Conflict { stored_version: 1 }
+        Commit::Conflict {
+            stored_version: 1,
+            another_file: true,
+        }
     );
     kept_then_written_once_read(&store, &path, &decided_on_old);
 }
@@ -2173,7 +2185,13 @@ fn a_write_waiting_for_the_lock_while_the_file_is_replaced_is_not_reported_made(
     move_over(&replacement, &path);
     holder.execute_batch("ROLLBACK").unwrap();
     let made = writing.join().unwrap().unwrap();
-    assert_eq!(made, Commit::Conflict { stored_version: 1 });
+    assert_eq!(
+        made,
+        Commit::Conflict {
+            stored_version: 1,
+            another_file: true,
+        }
+    );
     kept_then_written_once_read(&store, &path, &write);
 }
 
