@@ -110,6 +110,37 @@ pub(crate) struct SqliteStore {
     /// How many times a release's texts were parsed: tests count them.
     #[cfg(test)]
     parsed: std::sync::atomic::AtomicUsize,
+    /// What tests run at two points of a release write.
+    #[cfg(test)]
+    write_hooks: WriteHooks,
+}
+
+/// Code a test runs, once each, at two points of a release write ([`SqliteStore::commit_in`]):
+/// right before `BEGIN IMMEDIATE` (the path looked at, the lock not yet asked for) and right
+/// before `COMMIT` (the path looked at again, the write made in the transaction), to replace
+/// the file there.
+#[cfg(test)]
+#[derive(Default)]
+struct WriteHooks {
+    before_begin: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    before_commit: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+#[cfg(test)]
+impl WriteHooks {
+    fn run(hook: &Mutex<Option<Box<dyn FnOnce() + Send>>>) {
+        let hook = hook.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+}
+
+#[cfg(test)]
+impl std::fmt::Debug for WriteHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteHooks")
+    }
 }
 
 /// The file the store works on, and how many it opened in place of another.
@@ -166,6 +197,8 @@ impl SqliteStore {
             last_refused: Mutex::new(None),
             #[cfg(test)]
             parsed: std::sync::atomic::AtomicUsize::new(0),
+            #[cfg(test)]
+            write_hooks: WriteHooks::default(),
         };
         let file = store.open_file(0)?;
         store.lock().current = Some(file);
@@ -745,6 +778,8 @@ impl SqliteStore {
             file,
             epoch,
         } = open;
+        #[cfg(test)]
+        WriteHooks::run(&self.write_hooks.before_begin);
         let tx = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(fail)?;
@@ -856,6 +891,8 @@ impl SqliteStore {
             params![self.gate, bound],
         )
         .map_err(fail)?;
+        #[cfg(test)]
+        WriteHooks::run(&self.write_hooks.before_commit);
         tx.commit().map_err(fail)?;
         // Replaced or removed between the look above and the commit: the write is in the old
         // file, lost to every process; not reported made.

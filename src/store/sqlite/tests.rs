@@ -2163,9 +2163,10 @@ fn kept_then_written_once_read(store: &SqliteStore, path: &str, write: &StoredWr
 }
 
 /// A write waiting for another process's lock on the file while the file is replaced: it
-/// would land in the old file, which no process reads, and be reported made. It is refused
-/// as a conflict instead (it was decided on the old file's state), and the new file keeps
-/// its state.
+/// would land in the old file, which no process reads, and be reported made. Once it holds the
+/// lock it finds the path naming another file, and rolls back, nothing written in the old file
+/// either; it is refused as a conflict on the new file (it was decided on the old file's
+/// state), and the new file keeps its state.
 #[test]
 fn a_write_waiting_for_the_lock_while_the_file_is_replaced_is_not_reported_made() {
     let dir = Scratch::new("replaced-while-waiting");
@@ -2176,12 +2177,16 @@ fn a_write_waiting_for_the_lock_while_the_file_is_replaced_is_not_reported_made(
     another_state_at_version_1(&dir.file("made.db"), &replacement, Environment::Production);
     let holder = Connection::open(&path).unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let (at_begin, begins) = std::sync::mpsc::channel();
+    *store.write_hooks.before_begin.lock().unwrap() = Some(Box::new(move || {
+        at_begin.send(()).unwrap();
+    }));
     let write = write_on(1, canary(5.0), Some("waited for the lock"));
     let (writer, waiting) = (Arc::clone(&store), write.clone());
     let writing = std::thread::spawn(move || writer.commit(&waiting));
-    // The write looked at the path and waits for the lock (5 s of busy timeout).
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(!writing.is_finished());
+    // The write looked at the path and asks for the lock, which the holder keeps until the
+    // file is replaced.
+    begins.recv_timeout(Duration::from_secs(5)).unwrap();
     move_over(&replacement, &path);
     holder.execute_batch("ROLLBACK").unwrap();
     let made = writing.join().unwrap().unwrap();
@@ -2192,7 +2197,45 @@ fn a_write_waiting_for_the_lock_while_the_file_is_replaced_is_not_reported_made(
             another_file: true,
         }
     );
+    // The holder still has the old file open: the write was not made there either.
+    assert_eq!(version_in(&holder), 1);
     kept_then_written_once_read(&store, &path, &write);
+}
+
+/// A write whose file is replaced between its look at the path, the lock held, and its commit:
+/// committed in the old file, which no process reads, it is not reported made, and is refused
+/// as a conflict on the new file, which keeps its state.
+#[test]
+fn a_write_whose_file_is_replaced_before_it_commits_is_not_reported_made() {
+    let dir = Scratch::new("replaced-before-commit");
+    let path = dir.file("gate.db");
+    let store = open(&path, "checkout");
+    first_write(&store);
+    let replacement = dir.file("replacement.db");
+    another_state_at_version_1(&dir.file("made.db"), &replacement, Environment::Production);
+    // Read once: its log (`-wal`) open, as the writer's is, when the file is moved over.
+    let old = Connection::open(&path).unwrap();
+    assert_eq!(version_in(&old), 1);
+    let (moved, to) = (replacement.clone(), path.clone());
+    *store.write_hooks.before_commit.lock().unwrap() =
+        Some(Box::new(move || move_over(&moved, &to)));
+    let write = write_on(1, canary(5.0), Some("committed in the old file"));
+    assert_eq!(
+        store.commit(&write).unwrap(),
+        Commit::Conflict {
+            stored_version: 1,
+            another_file: true,
+        }
+    );
+    assert_eq!(version_in(&old), 2, "committed in the old file");
+    kept_then_written_once_read(&store, &path, &write);
+}
+
+/// The version of the release in the file `connection` has open.
+fn version_in(connection: &Connection) -> i64 {
+    connection
+        .query_row("SELECT version FROM release", [], |row| row.get(0))
+        .unwrap()
 }
 
 #[test]
