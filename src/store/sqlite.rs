@@ -894,12 +894,29 @@ impl SqliteStore {
         #[cfg(test)]
         WriteHooks::run(&self.write_hooks.before_commit);
         tx.commit().map_err(fail)?;
-        // Replaced or removed between the look above and the commit: the write is in the old
-        // file, lost to every process; not reported made.
-        if !self.still_names(*file)? {
-            return Ok(None);
+        Ok(self.committed(self.still_names(*file), *epoch))
+    }
+
+    /// What a write committed in the file of `epoch` reports, by whether the path still names
+    /// that file (`names`, looked at once committed). Replaced or removed since the write took
+    /// the lock: the write is in the old file, lost to every process, and not reported made
+    /// (`None`: made again on the new file). A look that failed tells nothing of a
+    /// replacement: the write committed in the file the path named when it took the lock, and
+    /// is reported made (reported unavailable, a host's promotion tried again would meet a
+    /// conflict, read the state it made, and promote once more); the next call looks again.
+    fn committed(&self, names: Result<bool, StoreError>, epoch: u64) -> Option<Commit> {
+        match names {
+            Ok(true) => Some(Commit::Written { epoch }),
+            Ok(false) => None,
+            Err(error) => {
+                tracing::warn!(
+                    store = %self.path,
+                    %error,
+                    "promotion.store a write committed, then the path could not be checked: reported made, in the file the path named when the write took the lock"
+                );
+                Some(Commit::Written { epoch })
+            }
         }
-        Ok(Some(Commit::Written { epoch: *epoch }))
     }
 
     /// The live contributions to `stage` of instances other than `except` (see

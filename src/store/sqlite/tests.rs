@@ -2238,6 +2238,35 @@ fn version_in(connection: &Connection) -> i64 {
         .unwrap()
 }
 
+/// A write committed, then the look at the path failed: it is reported made (it committed in
+/// the file the path named when it took the lock; nothing says that file was replaced), not
+/// unavailable (a host's promotion tried again would find its own write and promote again).
+#[test]
+fn a_committed_write_whose_path_cannot_be_checked_is_reported_made() {
+    let dir = Scratch::new("committed-unchecked");
+    let store = open(&dir.file("gate.db"), "checkout");
+    let lines = LogLines::default();
+    let unchecked = store.error(
+        StoreProblem::Unavailable,
+        "cannot tell which file the path names: Permission denied",
+    );
+    let made = lines.during(|| store.committed(Err(unchecked), 3));
+    assert_eq!(made, Some(Commit::Written { epoch: 3 }));
+    let warned = lines.lines_at(tracing::Level::WARN);
+    assert!(
+        warned.iter().any(
+            |line| line.contains("the path could not be checked: reported made")
+                && line.contains("Permission denied")
+        ),
+        "{warned:#?}"
+    );
+    assert_eq!(
+        store.committed(Ok(true), 3),
+        Some(Commit::Written { epoch: 3 })
+    );
+    assert_eq!(store.committed(Ok(false), 3), None);
+}
+
 #[test]
 fn another_programs_file_moved_over_the_path_is_refused_at_every_call_until_ours_is_back() {
     let dir = Scratch::new("replaced-foreign");
