@@ -504,12 +504,14 @@ impl Shared {
         //
         // A state read from another file at the numbers known (the file replaced on disk) is
         // the stage known only if it is the state shown: the numbers tell nothing across files,
-        // and the outcomes recorded under another split are no evidence of it.
+        // and the outcomes recorded under another state are no evidence of it.
         let stored = StageId(update.release.stage);
         let shown = stored == current.route.stage && config == current.config;
-        let same_stage = update.release.stage == update.from.stage
-            && (!another_file_at(update.from, &update.release) || config == current.config);
-        if !same_stage && !shown && another_file_at(update.from, &update.release) {
+        let switched = another_file_at(update.from, &update.release);
+        let same_stage =
+            update.release.stage == update.from.stage && (!switched || config == current.config);
+        let kept = update.started_here || same_stage || shown;
+        if switched && !kept {
             tracing::warn!(
                 stage = update.release.stage,
                 shown = %current.config.environment,
@@ -517,7 +519,7 @@ impl Shared {
                 "promotion.store the replaced file holds another state at the same version and stage: a new stage starts here, the outcomes recorded before are no evidence of it"
             );
         }
-        let stage = if update.started_here || same_stage || shown {
+        let stage = if kept {
             current.route.stage.max(stored)
         } else {
             StageId(current.route.stage.0 + 1).max(stored)
@@ -705,6 +707,48 @@ mod tests {
             fleet_judging: true,
         });
         store::open(&settings, crate::store::testing::GATE).unwrap()
+    }
+
+    #[test]
+    fn a_copy_of_the_known_state_moved_over_the_file_is_followed_and_nothing_written() {
+        use crate::store::scratch::{backup, move_over};
+        use crate::store::testing::write_on;
+        let dir = crate::store::scratch::Scratch::new("replaced-by-a-copy");
+        let (path, copy) = (dir.file("gate.db"), dir.file("copy.db"));
+        let store = sqlite_in(&dir, "gate.db");
+        let first = write_on(0, crate::config::canary(10.0), None);
+        assert_eq!(store.commit(&first).unwrap(), Commit::Written { epoch: 0 });
+        backup(&path, &copy);
+        move_over(&copy, &path);
+        // The gate's stage is ahead of the stored one (a dropped rollback's, say): a store
+        // that went back below it would be written again numbered above it; a copy of the
+        // state known is not one.
+        let gate = crate::PromotionGateManager::new(
+            crate::store::testing::config(crate::config::canary(10.0)),
+            crate::SloAdmissionController::new(crate::SloConfig::default()).unwrap(),
+        )
+        .unwrap();
+        let local = Local {
+            stage: 3,
+            snapshot: gate.shared.current.load_full(),
+            counted: RollbackTally::default(),
+        };
+        let known = Guard {
+            version: 1,
+            stage: 1,
+            epoch: 0,
+        };
+        let update = catch_up(store.as_ref(), known, None, &local)
+            .unwrap()
+            .unwrap();
+        let followed = &update.release;
+        assert_eq!(
+            (followed.version, followed.stage, followed.epoch),
+            (1, 1, 1)
+        );
+        assert_eq!(followed.config, first.release.config);
+        assert_eq!(update.went_back, None, "no rollback to announce");
+        assert_eq!(store.load().unwrap().unwrap().release.version, 1);
     }
 
     #[test]
