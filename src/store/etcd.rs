@@ -144,6 +144,18 @@ type Listed = (u64, Vec<u8>, Result<Contribution, BadContribution>);
 /// (then only its key was read).
 type PageEntry = (Value, Option<usize>);
 
+/// One page of contribution keys as read ([`EtcdStore::contributions_page`]).
+struct Page {
+    /// Its key-values: every key listed, but those a member did not answer when read one by
+    /// one.
+    entries: Vec<PageEntry>,
+    /// The last key the page listed (base64, as etcd writes it), read or not: the next page
+    /// starts after it.
+    last: Option<Value>,
+    /// The answer that listed the keys: its header, count and `more`.
+    response: Value,
+}
+
 /// A key's value and the revision that last changed it.
 #[derive(Clone)]
 struct Found {
@@ -588,18 +600,26 @@ impl EtcdStore {
         self.key(&format!("contributions/{instance}"))
     }
 
-    /// One page of the contributions' `range` and the answer it came in (its header, count
-    /// and `more`). An answer above the page's limit (values that no gate wrote, each up to
-    /// etcd's request limit) is read again keys only, then key by key, each value within one
-    /// contribution's limit: a value above it is refused alone, the others read.
-    fn contributions_page(&self, range: &Value) -> Result<(Vec<PageEntry>, Value), StoreError> {
+    /// One page of the contributions' `range`: its key-values, the last key it listed, and the
+    /// answer it came in (its header, count and `more`). An answer above the page's limit
+    /// (values that no gate wrote, each up to etcd's request limit) is read again keys only,
+    /// then key by key at the page's revision (`range`'s, or for a first page the revision the
+    /// keys were listed at), each value within one contribution's limit: a value above it is
+    /// refused alone, the others read.
+    fn contributions_page(&self, range: &Value) -> Result<Page, StoreError> {
         let whole = self.contributions_answer(CONTRIBUTION_PAGE, false);
         if let Some(mut response) = self.call_bounded("/v3/kv/range", range, whole)? {
             let kvs = match response["kvs"].take() {
                 Value::Array(kvs) => kvs,
                 _ => Vec::new(),
             };
-            return Ok((kvs.into_iter().map(|kv| (kv, None)).collect(), response));
+            let last = kvs.last().map(|kv| kv["key"].clone());
+            let entries = kvs.into_iter().map(|kv| (kv, None)).collect();
+            return Ok(Page {
+                entries,
+                last,
+                response,
+            });
         }
         let mut keys_only = range.clone();
         keys_only["keys_only"] = json!(true);
@@ -608,25 +628,35 @@ impl EtcdStore {
             &keys_only,
             self.contributions_answer(CONTRIBUTION_PAGE, true),
         )?;
-        let revision = text_of(&response["header"]["revision"]);
+        // The answer's header holds the cluster's current revision, not the one asked for: a
+        // key listed at the page's revision may be gone since (its lease expired).
+        let revision = match range.get("revision") {
+            Some(asked) => text_of(asked),
+            None => text_of(&response["header"]["revision"]),
+        };
         let one = self.contributions_answer(1, false);
-        let mut page = Vec::new();
+        let mut entries = Vec::new();
         let kvs = match response["kvs"].take() {
             Value::Array(kvs) => kvs,
             _ => Vec::new(),
         };
+        let last = kvs.last().map(|kv| kv["key"].clone());
         for key in kvs {
             let single = json!({"key": key["key"], "revision": revision});
             let read = self.call_bounded("/v3/kv/range", &single, one)?;
             match read.as_ref().and_then(|r| r["kvs"].get(0)) {
-                Some(kv) => page.push((kv.clone(), None)),
-                // No such key at the revision its name was read at (a member that is not
+                Some(kv) => entries.push((kv.clone(), None)),
+                // No such key at the revision its name was listed at (a member that is not
                 // etcd): nothing to count.
                 None if read.is_some() => {}
-                None => page.push((key, Some(one))),
+                None => entries.push((key, Some(one))),
             }
         }
-        Ok((page, response))
+        Ok(Page {
+            entries,
+            last,
+            response,
+        })
     }
 
     /// The contribution `kv` holds (`above`: its value was above that many bytes, unread), with
@@ -1039,22 +1069,24 @@ impl StateStore for EtcdStore {
             if let Some(revision) = &revision {
                 range["revision"] = json!(revision);
             }
-            let (page, response) = self.contributions_page(&range)?;
+            let page = self.contributions_page(&range)?;
             if revision.is_none() {
-                keys = text_of(&response["count"]).parse::<usize>().unwrap_or(0);
-                revision = Some(text_of(&response["header"]["revision"]));
+                keys = text_of(&page.response["count"])
+                    .parse::<usize>()
+                    .unwrap_or(0);
+                revision = Some(text_of(&page.response["header"]["revision"]));
             }
-            for (kv, above) in &page {
+            for (kv, above) in &page.entries {
                 if let Some(listed) = self.listed(kv, *above, &start, stage, except)? {
                     newest.push(listed);
                 }
             }
             newest.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
             newest.truncate(MAX_INSTANCES);
-            let more = response["more"].as_bool() == Some(true);
-            match page.last() {
-                Some((last, _)) if more => {
-                    from = self.decode(&last["key"])?;
+            let more = page.response["more"].as_bool() == Some(true);
+            match &page.last {
+                Some(last) if more => {
+                    from = self.decode(last)?;
                     from.push(0);
                 }
                 _ => {

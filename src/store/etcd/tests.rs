@@ -334,6 +334,20 @@ fn relay(etcd: &str, request_line: &str, body: String, client: &mut std::net::Tc
 /// passes to etcd at `etcd` and answers, so that it is the endpoint the store asks first.
 fn losing_answers(etcd: &str, on_txn: impl Fn(String) + Send + 'static) -> String {
     let etcd = etcd.to_string();
+    serving(move |request_line, body, client| {
+        if request_line.contains(" /v3/kv/txn ") {
+            on_txn(body);
+            return;
+        }
+        relay(&etcd, &request_line, body, client);
+    })
+}
+
+/// A loopback endpoint that reads each request it is sent and hands its request line, its
+/// body and the connection to `serve`, one after the other.
+fn serving(
+    mut serve: impl FnMut(String, String, &mut std::net::TcpStream) + Send + 'static,
+) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
@@ -342,14 +356,9 @@ fn losing_answers(etcd: &str, on_txn: impl Fn(String) + Send + 'static) -> Strin
                 continue;
             };
             let mut client = std::io::BufReader::new(connection);
-            let Some((request_line, body)) = request_of(&mut client) else {
-                continue;
-            };
-            if request_line.contains(" /v3/kv/txn ") {
-                on_txn(body);
-                continue;
+            if let Some((request_line, body)) = request_of(&mut client) {
+                serve(request_line, body, client.get_mut());
             }
-            relay(&etcd, &request_line, body, client.get_mut());
         }
     });
     endpoint
@@ -1412,16 +1421,12 @@ fn a_read_of_contributions_stops_at_its_page_bound_and_says_so_once() {
     lines.during(|| a.contributions(2, "b", MINUTE).unwrap());
     assert_eq!(lines.lines_at(tracing::Level::WARN).len(), 1);
     // Three keys fewer: every key is read, "zz-late" too (put with "early", at its revision).
-    let deleted = a
-        .call(
-            "/v3/kv/deleterange",
-            &json!({
-                "key": BASE64.encode(a.contribution_key("k-00000")),
-                "range_end": BASE64.encode(a.contribution_key("k-00003")),
-            }),
-        )
-        .unwrap();
-    assert_eq!(text_of(&deleted["deleted"]), "3");
+    let deleted = delete_range(
+        &a,
+        &a.contribution_key("k-00000"),
+        &a.contribution_key("k-00003"),
+    );
+    assert_eq!(deleted, "3");
     let read = lines.during(|| read_as_text(a.contributions(2, "b", MINUTE).unwrap()));
     assert_eq!(read, ["early ok", "zz-late ok", "a ok"]);
     assert_eq!(lines.lines_at(tracing::Level::WARN).len(), 1);
@@ -1502,15 +1507,165 @@ fn a_value_too_large_to_be_a_contribution_is_refused_alone_naming_its_key() {
         )),
         "{refused}"
     );
-    // Gone, so that the cluster the tests share does not keep them.
-    a.call(
-        "/v3/kv/deleterange",
-        &json!({
-            "key": BASE64.encode(a.contribution_key("")),
-            "range_end": BASE64.encode(a.key("contributions0")),
-        }),
+    delete_contributions(&a);
+}
+
+/// Deletes `store`'s keys from `key` to `range_end` (excluded): how many.
+fn delete_range(store: &EtcdStore, key: &str, range_end: &str) -> String {
+    let deleted = store
+        .call(
+            "/v3/kv/deleterange",
+            &json!({"key": BASE64.encode(key), "range_end": BASE64.encode(range_end)}),
+        )
+        .unwrap();
+    text_of(&deleted["deleted"])
+}
+
+/// Deletes every contribution key of `store`'s prefix, so that the cluster the tests share does
+/// not keep their large values.
+fn delete_contributions(store: &EtcdStore) {
+    delete_range(
+        store,
+        &store.contribution_key(""),
+        &store.key("contributions0"),
+    );
+}
+
+/// Passes the request `request_line` with `body` to etcd at `etcd` and copies its answer to
+/// `client` as it comes, whatever its length (a page above the store's limit too), closing the
+/// connection.
+fn relay_whole(etcd: &str, request_line: &str, body: &str, client: &mut std::net::TcpStream) {
+    use std::io::Write;
+    let address = etcd.trim_start_matches("http://");
+    let path = request_line.split(' ').nth(1).unwrap_or("/");
+    let mut server = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        server,
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
+    // The store stops reading an answer above its limit: the rest is not copied.
+    let _ = std::io::copy(&mut server, client);
+    let _ = client.shutdown(std::net::Shutdown::Both);
+}
+
+/// A loopback endpoint that hands each request's body (as JSON) to `meddle`, which may act on
+/// etcd at `etcd` meanwhile, and answers with what `meddle` returns (an answer of etcd's JSON
+/// gateway, status 200), or with etcd's own answer when it returns `None`.
+fn meddling(etcd: &str, meddle: impl Fn(&Value) -> Option<String> + Send + 'static) -> String {
+    use std::io::Write;
+    let etcd = etcd.to_string();
+    serving(move |request_line, body, client| {
+        match meddle(&serde_json::from_str(&body).unwrap_or(Value::Null)) {
+            Some(answer) => {
+                let _ = write!(
+                    client,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            }
+            None => relay_whole(&etcd, &request_line, &body, client),
+        }
+    })
+}
+
+/// A page after the first whose answer is above its limit is read key by key at the first
+/// page's revision, not at the cluster's current one, and the next page starts after the last
+/// key it listed, whether or not each was read. Keys listed at that revision and deleted since
+/// (a lease expired between the pages) were read at "now" and skipped; the page came out empty
+/// and the read stopped there as if complete, never reading the keys after it.
+#[test]
+fn keys_of_a_page_read_key_by_key_are_read_at_the_first_pages_revision() {
+    let Some(endpoint) = endpoint("etcd page revision") else {
+        return;
+    };
+    let settings = settings(&endpoint, "page-revision");
+    let a = EtcdStore::open(&settings, GATE).unwrap();
+    a.publish(&contribution("real", 2, 100), MINUTE).unwrap();
+    // Page 1: 257 keys of stage 1. Page 2: one of stage 2, values above what a contribution
+    // takes (together above a page's limit), and keys of stage 1 up to 257. Page 3: "real"
+    // and "zz-late", of stage 2.
+    let (behind, current) = (published_at(&a, "real", 1), published_at(&a, "real", 2));
+    let junk = vec![b'x'; 1400 * 1024];
+    let junks = a.contributions_answer(CONTRIBUTION_PAGE, false) / base64_len(junk.len()) + 1;
+    let mut kvs: Vec<(String, Vec<u8>)> = (0..CONTRIBUTION_PAGE)
+        .map(|n| (format!("k1-{n:03}"), behind.clone()))
+        .collect();
+    kvs.push(("k2-good".to_string(), current.clone()));
+    kvs.extend(
+        (0..CONTRIBUTION_PAGE - 1 - junks).map(|n| (format!("k2-pad-{n:03}"), behind.clone())),
+    );
+    kvs.push(("zz-late".to_string(), current));
+    put_contributions(&a, &kvs, true);
+    for n in 0..junks {
+        put_contributions(&a, &[(format!("k2-junk-{n:02}"), junk.clone())], true);
+    }
+    let second_page = |body: &Value| {
+        body["revision"].is_string() && body["range_end"].is_string() && body["keys_only"].is_null()
+    };
+    // A member that answers no key read alone (not etcd): page 2's keys are none of them
+    // counted, and page 3 is read all the same.
+    let contribution_key = a.contribution_key("");
+    let no_single_key = meddling(&endpoint, move |body| {
+        let key = BASE64
+            .decode(body["key"].as_str().unwrap_or(""))
+            .unwrap_or_default();
+        (body["range_end"].is_null() && key.starts_with(contribution_key.as_bytes()))
+            .then(|| r#"{"header":{"revision":"1"},"count":"0"}"#.to_string())
+    });
+    let through = |endpoint: String| {
+        let settings = EtcdStoreConfig {
+            endpoints: vec![endpoint],
+            ..settings.clone()
+        };
+        EtcdStore::open(&settings, GATE).unwrap()
+    };
+    let mut read = read_as_text(
+        through(no_single_key)
+            .contributions(2, "a", MINUTE)
+            .unwrap(),
+    );
+    read.sort();
+    assert_eq!(read, ["real ok", "zz-late ok"], "page 3 read");
+    // Page 2's keys deleted once page 1 was read (at its revision), before page 2 is: each is
+    // read as it was then.
+    let (etcd, range) = (
+        endpoint.clone(),
+        json!({
+            "key": BASE64.encode(a.contribution_key("k2-")),
+            "range_end": BASE64.encode(a.contribution_key("k2.")),
+        }),
+    );
+    let deleted = Arc::new(AtomicBool::new(false));
+    let deleting = Arc::clone(&deleted);
+    let deleting_after_page_1 = meddling(&endpoint, move |body| {
+        if second_page(body) && !deleting.swap(true, Ordering::Relaxed) {
+            ureq::post(format!("{etcd}/v3/kv/deleterange"))
+                .send(range.to_string())
+                .unwrap();
+        }
+        None
+    });
+    let mut read = read_as_text(
+        through(deleting_after_page_1)
+            .contributions(2, "a", MINUTE)
+            .unwrap(),
+    );
+    assert!(deleted.load(Ordering::Relaxed), "page 2 was read");
+    assert!(
+        a.get(&a.contribution_key("k2-good"), None)
+            .unwrap()
+            .0
+            .is_none(),
+        "deleted"
+    );
+    read.sort();
+    let mut expected = vec!["k2-good ok".to_string()];
+    expected.extend((0..junks).map(|n| format!("k2-junk-{n:02} value")));
+    expected.extend(["real ok".to_string(), "zz-late ok".to_string()]);
+    assert_eq!(read, expected);
+    delete_contributions(&a);
 }
 
 #[test]
