@@ -178,7 +178,7 @@ pub(crate) fn opened_at(instance: &str) -> Option<SystemTime> {
 /// give 2.5 s). With etcd it is the etcd store's `SLOWEST_TICK`, 20 s: the requests between
 /// two keep-alives of the instance's lease and those of a host's write it waits for, each up
 /// to its 2 s timeout (the default 1 s gives 22 s; a tick slower still, behind several host
-/// writes, can outlast it).
+/// writes, or reading more than one page of contributions, can outlast it: docs/store.md).
 pub(crate) fn time_to_live(store: &StoreConfig) -> Duration {
     let interval = store.sync_interval();
     let slowest_tick = match store {

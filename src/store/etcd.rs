@@ -7,6 +7,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -29,8 +30,12 @@ pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The requests that can come between two keep-alives of an instance's lease: after one, the
 /// put of its contribution and the range of the others' (one page of [`CONTRIBUTION_PAGE`]
-/// keys: a prefix holding more adds a request a page); at the next tick, the read of the
-/// release, a page of its history when another process wrote, and the keep-alive itself.
+/// keys); at the next tick, the read of the release, a page of its history when another
+/// process wrote, and the keep-alive itself. Not counted (docs/store.md lists them): a prefix
+/// holding more keys adds a request a page, and one holding values above a contribution's
+/// limit a request for each run of them and one for the page after it, up to
+/// [`MAX_CONTRIBUTION_PAGES`] requests in all; the read that first finds such a value reads
+/// its page again keys only, then a request per key.
 pub(super) const TICK_REQUESTS: u32 = 5;
 
 /// The requests of a host's write (one attempt), which holds the writer lock that the sync
@@ -63,9 +68,10 @@ const HISTORY_PAGE: usize = 256;
 /// Contribution keys read per request: the instance's own key and [`MAX_INSTANCES`] others'.
 const CONTRIBUTION_PAGE: usize = MAX_INSTANCES + 1;
 
-/// The most pages of contribution keys one read takes (4112 keys): the newest contributions
-/// to the stage are looked for among that many at most, so that a tick's time and memory stay
-/// bounded however many keys the prefix holds.
+/// The most pages of contribution keys one read takes (4112 keys), a key found above one
+/// contribution's limit at the read before counting as a page of its own (read keys only): the
+/// newest contributions to the stage are looked for among that many at most, so that a tick's
+/// requests and memory stay bounded however many keys the prefix holds.
 const MAX_CONTRIBUTION_PAGES: usize = 16;
 
 /// The epoch of every state an etcd store reads or writes
@@ -125,6 +131,12 @@ pub(crate) struct EtcdStore {
     /// Whether the last read of the contributions stopped at [`MAX_CONTRIBUTION_PAGES`] with
     /// keys left: logged when it starts, not at every tick.
     capped: AtomicBool,
+    /// The contribution keys the last read of the contributions found with a value above one
+    /// contribution's limit, and the `mod_revision` each had: the next read goes around them
+    /// (a page holding one is read again keys only, then key by key, a request per key) and
+    /// checks each with a keys-only read of it alone, its refusal taken again while its
+    /// `mod_revision` stays. At most the keys one read lists.
+    oversized: Mutex<BTreeMap<Vec<u8>, u64>>,
     /// How many times a release value was parsed: tests count them.
     #[cfg(test)]
     parsed: AtomicUsize,
@@ -149,6 +161,8 @@ struct Page {
     /// Its key-values: every key listed, but those a member did not answer when read one by
     /// one.
     entries: Vec<PageEntry>,
+    /// How many keys it listed.
+    listed: usize,
     /// The last key the page listed (base64, as etcd writes it), read or not: the next page
     /// starts after it.
     last: Option<Value>,
@@ -206,6 +220,7 @@ impl EtcdStore {
             last_read: Mutex::new(None),
             last_refused: Mutex::new(None),
             capped: AtomicBool::new(false),
+            oversized: Mutex::new(BTreeMap::new()),
             #[cfg(test)]
             parsed: AtomicUsize::new(0),
         }
@@ -613,21 +628,16 @@ impl EtcdStore {
                 Value::Array(kvs) => kvs,
                 _ => Vec::new(),
             };
-            let last = kvs.last().map(|kv| kv["key"].clone());
+            let (listed, last) = (kvs.len(), kvs.last().map(|kv| kv["key"].clone()));
             let entries = kvs.into_iter().map(|kv| (kv, None)).collect();
             return Ok(Page {
                 entries,
+                listed,
                 last,
                 response,
             });
         }
-        let mut keys_only = range.clone();
-        keys_only["keys_only"] = json!(true);
-        let mut response = self.call_within(
-            "/v3/kv/range",
-            &keys_only,
-            self.contributions_answer(CONTRIBUTION_PAGE, true),
-        )?;
+        let (kvs, response) = self.contribution_keys(range)?;
         // The answer's header holds the cluster's current revision, not the one asked for: a
         // key listed at the page's revision may be gone since (its lease expired).
         let revision = match range.get("revision") {
@@ -636,11 +646,7 @@ impl EtcdStore {
         };
         let one = self.contributions_answer(1, false);
         let mut entries = Vec::new();
-        let kvs = match response["kvs"].take() {
-            Value::Array(kvs) => kvs,
-            _ => Vec::new(),
-        };
-        let last = kvs.last().map(|kv| kv["key"].clone());
+        let (listed, last) = (kvs.len(), kvs.last().map(|kv| kv["key"].clone()));
         for key in kvs {
             let single = json!({"key": key["key"], "revision": revision});
             let read = self.call_bounded("/v3/kv/range", &single, one)?;
@@ -654,8 +660,45 @@ impl EtcdStore {
         }
         Ok(Page {
             entries,
+            listed,
             last,
             response,
+        })
+    }
+
+    /// The keys of a page of contributions' `range` (a page's keys only) and the answer that
+    /// listed them.
+    fn contribution_keys(&self, range: &Value) -> Result<(Vec<Value>, Value), StoreError> {
+        let mut keys_only = range.clone();
+        keys_only["keys_only"] = json!(true);
+        let mut response = self.call_within(
+            "/v3/kv/range",
+            &keys_only,
+            self.contributions_answer(CONTRIBUTION_PAGE, true),
+        )?;
+        let kvs = match response["kvs"].take() {
+            Value::Array(kvs) => kvs,
+            _ => Vec::new(),
+        };
+        Ok((kvs, response))
+    }
+
+    /// Where the read of the contributions goes on after a range whose `answer` listed `last`
+    /// last (its key, base64): after it when the answer says there is `more`, else at the
+    /// range's `end`.
+    fn next_from(
+        &self,
+        last: Option<&Value>,
+        answer: &Value,
+        end: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        Ok(match last {
+            Some(last) if answer["more"].as_bool() == Some(true) => {
+                let mut after = self.decode(last)?;
+                after.push(0);
+                after
+            }
+            _ => end.to_vec(),
         })
     }
 
@@ -676,7 +719,7 @@ impl EtcdStore {
             return Ok(None);
         }
         let instance = String::from_utf8_lossy(raw).into_owned();
-        let mod_revision = text_of(&kv["mod_revision"]).parse::<u64>().unwrap_or(0);
+        let mod_revision = mod_revision_of(kv);
         let bad = |field: &str, problem: String| BadContribution::new(&instance, field, problem);
         let value = match above {
             Some(limit) => Err(bad(
@@ -1054,53 +1097,90 @@ impl StateStore for EtcdStore {
         // Expiry is the lease's: every key read with one is live, and one without is refused.
         // The keys are read in key order, a page a request, all at the first page's revision,
         // and the newest (by `mod_revision`) of the stage's kept: other stages' keys, however
-        // many and however new, hide none of them.
+        // many and however new, hide none of them. A key found oversized at the read before
+        // ends the page before it (`known`).
         let start = self.key("contributions/");
+        let end = self.key("contributions0").into_bytes();
+        let mut known = self
+            .oversized
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut oversized = BTreeMap::new();
+        let one = self.contributions_answer(1, false);
         let mut from = start.clone().into_bytes();
         let mut revision = None;
-        let mut keys = 0;
+        let mut listed = 0;
         let mut newest: Vec<Listed> = Vec::new();
         for _ in 0..MAX_CONTRIBUTION_PAGES {
-            let mut range = json!({
-                "key": BASE64.encode(&from),
-                "range_end": BASE64.encode(self.key("contributions0")),
-                "limit": CONTRIBUTION_PAGE.to_string(),
-            });
-            if let Some(revision) = &revision {
-                range["revision"] = json!(revision);
+            if from >= end {
+                break;
             }
-            let page = self.contributions_page(&range)?;
-            if revision.is_none() {
-                keys = text_of(&page.response["count"])
-                    .parse::<usize>()
-                    .unwrap_or(0);
-                revision = Some(text_of(&page.response["header"]["revision"]));
+            let page_end = known
+                .range(from.clone()..)
+                .next()
+                .map_or(&end, |(key, _)| key);
+            let mut entries = Vec::new();
+            if from < *page_end {
+                let range = page_range(&from, page_end, revision.as_deref());
+                let page = self.contributions_page(&range)?;
+                revision.get_or_insert_with(|| text_of(&page.response["header"]["revision"]));
+                listed += page.listed;
+                from = self.next_from(page.last.as_ref(), &page.response, page_end)?;
+                entries = page.entries;
+            } else {
+                // Keys found oversized before, from here: the keys that follow, listed (keys
+                // only), are refused again unread while each is one of them, unchanged (its
+                // `mod_revision`). The first that is not (new, or changed) starts the next page.
+                let range = page_range(&from, &end, revision.as_deref());
+                let (kvs, answer) = self.contribution_keys(&range)?;
+                revision.get_or_insert_with(|| text_of(&answer["header"]["revision"]));
+                from = self.next_from(kvs.last().map(|kv| &kv["key"]), &answer, &end)?;
+                for kv in kvs {
+                    let key = self.decode(&kv["key"])?;
+                    if known.get(&key) != Some(&mod_revision_of(&kv)) {
+                        known.remove(&key);
+                        from = key;
+                        break;
+                    }
+                    listed += 1;
+                    entries.push((kv, Some(one)));
+                }
             }
-            for (kv, above) in &page.entries {
+            for (kv, above) in &entries {
+                if above.is_some() {
+                    oversized.insert(self.decode(&kv["key"])?, mod_revision_of(kv));
+                }
                 if let Some(listed) = self.listed(kv, *above, &start, stage, except)? {
                     newest.push(listed);
                 }
             }
             newest.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
             newest.truncate(MAX_INSTANCES);
-            let more = page.response["more"].as_bool() == Some(true);
-            match &page.last {
-                Some(last) if more => {
-                    from = self.decode(last)?;
-                    from.push(0);
-                }
-                _ => {
-                    self.capped.store(false, Ordering::Relaxed);
-                    return Ok(newest.into_iter().map(|(_, _, read)| read).collect());
-                }
-            }
         }
-        if !self.capped.swap(true, Ordering::Relaxed) {
-            let read = MAX_CONTRIBUTION_PAGES * CONTRIBUTION_PAGE;
+        *self
+            .oversized
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = oversized;
+        if from >= end {
+            self.capped.store(false, Ordering::Relaxed);
+        } else if !self.capped.swap(true, Ordering::Relaxed) {
+            let keys = self
+                .call_within(
+                    "/v3/kv/range",
+                    &json!({
+                        "key": BASE64.encode(&start),
+                        "range_end": BASE64.encode(&end),
+                        "revision": revision,
+                        "count_only": true,
+                    }),
+                    self.contributions_answer(1, true),
+                )
+                .map_or_else(|_| "?".to_string(), |answer| text_of(&answer["count"]));
             tracing::warn!(
                 store = %self.location,
                 keys,
-                "promotion.store reads the first {read} of {keys} contribution keys under {start} (logged once while it lasts): the newest {MAX_INSTANCES} contributions to the stage among them count, those after them in key order are not read (more instances than a tick reads, or keys no gate wrote: delete those)"
+                "promotion.store reads the first {listed} of {keys} contribution keys under {start} (logged once while it lasts): the newest {MAX_INSTANCES} contributions to the stage among them count, those after them in key order are not read (more instances than a tick reads, or keys no gate wrote: delete those)"
             );
         }
         Ok(newest.into_iter().map(|(_, _, read)| read).collect())
@@ -1385,6 +1465,24 @@ fn text_of(value: &Value) -> String {
         Value::Number(n) => n.to_string(),
         _ => "0".to_string(),
     }
+}
+
+/// A page of contribution keys from `from` to `end` (excluded), at `revision` when given.
+fn page_range(from: &[u8], end: &[u8], revision: Option<&str>) -> Value {
+    let mut range = json!({
+        "key": BASE64.encode(from),
+        "range_end": BASE64.encode(end),
+        "limit": CONTRIBUTION_PAGE.to_string(),
+    });
+    if let Some(revision) = revision {
+        range["revision"] = json!(revision);
+    }
+    range
+}
+
+/// The `mod_revision` of a key-value of a range's answer (0 when it has none).
+fn mod_revision_of(kv: &Value) -> u64 {
+    text_of(&kv["mod_revision"]).parse().unwrap_or(0)
 }
 
 #[cfg(test)]

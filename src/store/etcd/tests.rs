@@ -1507,6 +1507,50 @@ fn a_value_too_large_to_be_a_contribution_is_refused_alone_naming_its_key() {
         )),
         "{refused}"
     );
+    // The reads after the first go around the values it found oversized: a page before them
+    // (none here), one listing of keys that refuses them again unread, and the page after
+    // them. Read whole again, then key by key, they took 2 + 33 requests at every read.
+    let requests = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&requests);
+    let counting = meddling(&a.endpoints[0], move |_| {
+        counted.fetch_add(1, Ordering::Relaxed);
+        None
+    });
+    let b = EtcdStore::open(
+        &EtcdStoreConfig {
+            endpoints: vec![counting],
+            prefix: a.prefix.clone(),
+            sync_interval_ms: 1000,
+            fleet_judging: true,
+        },
+        GATE,
+    )
+    .unwrap();
+    let read_counting = || {
+        let before = requests.load(Ordering::Relaxed);
+        let mut read = read_as_text(b.contributions(2, "a", MINUTE).unwrap());
+        read.sort();
+        (read, requests.load(Ordering::Relaxed) - before)
+    };
+    assert_eq!(read_counting(), (expected.clone(), 2 + count as u64 + 1));
+    assert_eq!(read_counting(), (expected.clone(), 3));
+    assert_eq!(read_counting(), (expected.clone(), 3), "at every read");
+    // One made a contribution (a new `mod_revision`) and one deleted: the first is read, in a
+    // page of its own, the listing goes on after it.
+    put_contributions(
+        &a,
+        &[("junk-01".to_string(), published_at(&a, "real", 2))],
+        true,
+    );
+    delete_range(
+        &a,
+        &a.contribution_key("junk-02"),
+        &a.contribution_key("junk-03"),
+    );
+    expected[1] = "junk-01 ok".to_string();
+    expected.remove(2);
+    assert_eq!(read_counting(), (expected.clone(), 5));
+    assert_eq!(read_counting(), (expected, 5));
     delete_contributions(&a);
 }
 
