@@ -1321,7 +1321,9 @@ fn pause(stop: &AtomicBool) {
 /// Refuses a contribution key attached to no lease (`lease` absent or 0: etcd's JSON gateway
 /// leaves zeros out), which never expires: a gate puts its contribution with its instance's
 /// lease, so such a key was put by hand (or by another program), and would count for ever, in
-/// every process of its stage, and in those of a later stage it names once they start it.
+/// every process of its stage, and in those of a later stage it names once they start it. Only
+/// that: a key attached to a lease of its own (a long time to live, or kept alive by another
+/// program) counts while that lease lives; its time to live is not looked at.
 fn leased(instance: &str, lease: &Value) -> Result<(), BadContribution> {
     if text_of(lease) != "0" {
         return Ok(());
