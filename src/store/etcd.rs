@@ -132,11 +132,11 @@ pub(crate) struct EtcdStore {
     /// keys left: logged when it starts, not at every tick.
     capped: AtomicBool,
     /// The contribution keys the last read of the contributions found with a value above one
-    /// contribution's limit, and the `mod_revision` each had: the next read goes around them
-    /// (a page holding one is read again keys only, then key by key, a request per key) and
-    /// checks each with a keys-only read of it alone, its refusal taken again while its
-    /// `mod_revision` stays. At most the keys one read lists.
-    oversized: Mutex<BTreeMap<Vec<u8>, u64>>,
+    /// contribution's limit, and when each was written ([`Written`]): the next read goes
+    /// around them (a page holding one is read again keys only, then key by key, a request per
+    /// key), listing them keys only and refusing each again unread while it was written then.
+    /// At most the keys one read lists.
+    oversized: Mutex<BTreeMap<Vec<u8>, Written>>,
     /// How many times a release value was parsed: tests count them.
     #[cfg(test)]
     parsed: AtomicUsize,
@@ -169,6 +169,12 @@ struct Page {
     /// The answer that listed the keys: its header, count and `more`.
     response: Value,
 }
+
+/// When a key was written, as a range's answer lists it: its `create_revision`,
+/// `mod_revision` and `version`. A key written again has another (all three, so that a
+/// cluster restored from a backup, whose revisions went back, is unlikely to give a new value
+/// the same).
+type Written = [String; 3];
 
 /// A key's value and the revision that last changed it.
 #[derive(Clone)]
@@ -1130,15 +1136,15 @@ impl StateStore for EtcdStore {
                 entries = page.entries;
             } else {
                 // Keys found oversized before, from here: the keys that follow, listed (keys
-                // only), are refused again unread while each is one of them, unchanged (its
-                // `mod_revision`). The first that is not (new, or changed) starts the next page.
+                // only), are refused again unread while each is one of them, not written since.
+                // The first that is not (new, or written again) starts the next page.
                 let range = page_range(&from, &end, revision.as_deref());
                 let (kvs, answer) = self.contribution_keys(&range)?;
                 revision.get_or_insert_with(|| text_of(&answer["header"]["revision"]));
                 from = self.next_from(kvs.last().map(|kv| &kv["key"]), &answer, &end)?;
                 for kv in kvs {
                     let key = self.decode(&kv["key"])?;
-                    if known.get(&key) != Some(&mod_revision_of(&kv)) {
+                    if known.get(&key) != Some(&written(&kv)) {
                         known.remove(&key);
                         from = key;
                         break;
@@ -1149,7 +1155,7 @@ impl StateStore for EtcdStore {
             }
             for (kv, above) in &entries {
                 if above.is_some() {
-                    oversized.insert(self.decode(&kv["key"])?, mod_revision_of(kv));
+                    oversized.insert(self.decode(&kv["key"])?, written(kv));
                 }
                 if let Some(listed) = self.listed(kv, *above, &start, stage, except)? {
                     newest.push(listed);
@@ -1480,6 +1486,11 @@ fn page_range(from: &[u8], end: &[u8], revision: Option<&str>) -> Value {
         range["revision"] = json!(revision);
     }
     range
+}
+
+/// When the key-value `kv` was written ([`Written`]).
+fn written(kv: &Value) -> Written {
+    ["create_revision", "mod_revision", "version"].map(|field| text_of(&kv[field]))
 }
 
 /// The `mod_revision` of a key-value of a range's answer (0 when it has none).
