@@ -725,7 +725,7 @@ impl EtcdStore {
             return Ok(None);
         }
         let instance = String::from_utf8_lossy(raw).into_owned();
-        let mod_revision = mod_revision_of(kv);
+        let mod_revision = text_of(&kv["mod_revision"]).parse::<u64>().unwrap_or(0);
         let bad = |field: &str, problem: String| BadContribution::new(&instance, field, problem);
         let value = match above {
             Some(limit) => Err(bad(
@@ -1182,6 +1182,7 @@ impl StateStore for EtcdStore {
                     }),
                     self.contributions_answer(1, true),
                 )
+                // The count is only told: a member that does not answer it fails no read.
                 .map_or_else(|_| "?".to_string(), |answer| text_of(&answer["count"]));
             tracing::warn!(
                 store = %self.location,
@@ -1491,11 +1492,6 @@ fn page_range(from: &[u8], end: &[u8], revision: Option<&str>) -> Value {
 /// When the key-value `kv` was written ([`Written`]).
 fn written(kv: &Value) -> Written {
     ["create_revision", "mod_revision", "version"].map(|field| text_of(&kv[field]))
-}
-
-/// The `mod_revision` of a key-value of a range's answer (0 when it has none).
-fn mod_revision_of(kv: &Value) -> u64 {
-    text_of(&kv["mod_revision"]).parse().unwrap_or(0)
 }
 
 #[cfg(test)]
