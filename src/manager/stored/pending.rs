@@ -55,13 +55,14 @@ pub(super) enum Settled {
 
 impl Pending {
     /// Whether `state`, the stored state, settles this rollback without writing it: it holds
-    /// the rollback already (its very event, at any version: the sync thread may have written
-    /// it at or below the version decided on, as the first state of a store that lost its
-    /// own); another release rollback was stored after the state it was decided on; a write
-    /// since put the stored release in Production at another stage; or the stored release
-    /// moved on to another stage (another process ramped, graduated or started the next
-    /// rollout meanwhile: a stage that already left is not rolled back again, as on the
-    /// record path).
+    /// the rollback already (its very event above the version decided on; at or below it
+    /// too when the store went back below that version or `state` is of another file: the
+    /// sync thread may have written it there, as the first state of a store that lost its
+    /// own; else such an event is an older rollback made at the same wall time); another
+    /// release rollback was stored after the state it was decided on; a write since put the
+    /// stored release in Production at another stage; or the stored release moved on to
+    /// another stage (another process ramped, graduated or started the next rollout
+    /// meanwhile: a stage that already left is not rolled back again, as on the record path).
     /// A stage whose config differs from the one decided on only by flags turned on (the same
     /// salt and split: a flag turned on, which starts a stage in Canary and Staging; flags
     /// turned off too, a kill switch keeps the release), of the same rollout, is the same
@@ -92,15 +93,22 @@ impl Pending {
                 *stored == store::StoredEvent::from_event(stored.version, event)
             })
         };
-        // Looked for in the whole history read, not only above the state decided on: the sync
-        // thread may have written it at a version at or below that one (the first write of a
-        // store that lost its state, a host's write taking the lock before the sync thread
-        // applied it), and no other write stores this process's very event (its time to the
-        // nanosecond, its reason).
-        if let Some(stored) = state.history.iter().find(|e| ours(e)) {
+        let release = &state.release;
+        // Looked for above the state decided on; at or below it too when the store went back
+        // below that state or is another file: the sync thread may then have written it there
+        // (the first write of a store that lost its state, a host's write taking the lock
+        // before the sync thread applied it). Else an identical event at or below is an older
+        // rollback made at the same wall time (a clock that repeats one: a `ManualClock` not
+        // advanced, a host's clock that clamps), not this one.
+        let went_back = release.version < decided_on.version || self.of_another_file(release);
+        let written = state
+            .history
+            .iter()
+            .filter(|e| went_back || e.version > decided_on.version)
+            .find(|e| ours(e));
+        if let Some(stored) = written {
             return Some(Settled::Written(stored.version));
         }
-        let release = &state.release;
         if self.of_another_file(release) {
             // Its numbers and history are another file's: nothing in them was written since
             // the state decided on, and the rollback is written on top, as over a store that
@@ -506,6 +514,40 @@ mod tests {
         assert_eq!(automatic_rollbacks(&gate_on(&path, 60_000, 5_000)), 1);
         assert_eq!(automatic_rollbacks(&gate), 1);
         assert!(gate.is_feature_enabled("x"));
+    }
+
+    #[test]
+    fn an_older_identical_event_does_not_settle_a_rollback_decided_again_at_the_same_time() {
+        let dir = Scratch::new("pending-same-time");
+        let path = dir.file("gate.db");
+        // A clock the test never advances: every rollback is made at the same wall time.
+        let slo = crate::SloAdmissionController::new(crate::SloConfig::default()).unwrap();
+        let clock = std::sync::Arc::new(crate::ManualClock::new());
+        let config = config_on(&path, 60_000, 5_000);
+        let gate = crate::PromotionGateManager::with_clock(config, slo, clock).unwrap();
+        if let Some(link) = gate.shared.lock_writer().store.as_mut() {
+            link.wake = None;
+        }
+        roll_back_automatically(&gate, "burst");
+        gate.shared.sync_once();
+        // The host starts the rollout again, and the same rollback is decided again, with the
+        // very same event but for its version: it is written, not taken for the first one.
+        let next = crate::PromotionConfig {
+            environment: crate::Environment::Canary {
+                traffic_percent: 10.0,
+            },
+            ..gate.config()
+        };
+        gate.swap_config(next).unwrap();
+        roll_back_automatically(&gate, "burst");
+        gate.shared.sync_once();
+        assert_eq!(stored_reasons(&path), ["burst", "burst"]);
+        assert_eq!(
+            stored_config(&path).1.environment,
+            crate::Environment::Production
+        );
+        assert_eq!(gate.environment(), crate::Environment::Production);
+        assert_eq!(automatic_rollbacks(&gate), 2);
     }
 
     /// The stored release's version and config, read by a connection of its own.
