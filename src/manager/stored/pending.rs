@@ -95,16 +95,19 @@ impl Pending {
         };
         let release = &state.release;
         // Looked for above the state decided on; at or below it too when the store went back
-        // below that state or is another file: the sync thread may then have written it there
-        // (the first write of a store that lost its state, a host's write taking the lock
-        // before the sync thread applied it). Else an identical event at or below is an older
-        // rollback made at the same wall time (a clock that repeats one: a `ManualClock` not
-        // advanced, a host's clock that clamps), not this one.
+        // below that state or is another file, and at version 1 always: the sync thread may
+        // have written it there, as the first state of a store that lost its own (a host's
+        // write taking the lock before the sync thread applied it; others' writes may have
+        // followed that state past the one decided on, and rows deleted in place keep the
+        // file's epoch). A first state holds a rollback's event only then: a gate's first
+        // write holds none. Else an identical event at or below is an older rollback made at
+        // the same wall time (a clock that repeats one: a `ManualClock` not advanced, a host's
+        // clock that clamps), not this one.
         let went_back = release.version < decided_on.version || self.of_another_file(release);
         let written = state
             .history
             .iter()
-            .filter(|e| went_back || e.version > decided_on.version)
+            .filter(|e| went_back || e.version == 1 || e.version > decided_on.version)
             .find(|e| ours(e));
         if let Some(stored) = written {
             return Some(Settled::Written(stored.version));
@@ -514,6 +517,38 @@ mod tests {
         assert_eq!(automatic_rollbacks(&gate_on(&path, 60_000, 5_000)), 1);
         assert_eq!(automatic_rollbacks(&gate), 1);
         assert!(gate.is_feature_enabled("x"));
+    }
+
+    #[test]
+    fn a_waiting_rollback_the_sync_thread_wrote_into_rows_deleted_in_place_is_not_written_again() {
+        // Decided on version 1 (or on 3, the store then followed past it by another gate): the
+        // rows are deleted in place (the file, and its epoch, stay); the sync thread gives the
+        // emptied store the gate's state, the rollback its event at version 1; a host's write
+        // takes the lock before the sync thread applies what it wrote.
+        for enabled_before in [0, 2] {
+            let dir = Scratch::new(&format!("pending-reseeded-in-place-{enabled_before}"));
+            let path = dir.file("gate.db");
+            let gate = quiet_gate_on(&path);
+            for flag in ["a", "b"].iter().take(enabled_before) {
+                gate.enable_feature(flag).unwrap();
+            }
+            roll_back_automatically(&gate, "burst");
+            rusqlite::Connection::open(&path)
+                .unwrap()
+                .execute_batch("DELETE FROM history; DELETE FROM release;")
+                .unwrap();
+            let read = gate.shared.sync_read().unwrap();
+            if enabled_before > 0 {
+                // Another gate follows the reseeded state past the one decided on.
+                let other = gate_on(&path, 60_000, 5_000);
+                other.enable_feature("c").unwrap();
+                other.enable_feature("d").unwrap();
+            }
+            gate.enable_feature("x").unwrap();
+            gate.shared.sync_apply(read);
+            assert_eq!(stored_reasons(&path), ["burst"], "{enabled_before}");
+            assert_eq!(automatic_rollbacks(&gate), 1, "{enabled_before}");
+        }
     }
 
     #[test]
