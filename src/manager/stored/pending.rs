@@ -55,10 +55,11 @@ pub(super) enum Settled {
 
 impl Pending {
     /// Whether `state`, the stored state, settles this rollback without writing it: it holds
-    /// the rollback already (its very event above the version decided on; at or below it
-    /// too when the store went back below that version or `state` is of another file: the
-    /// sync thread may have written it there, as the first state of a store that lost its
-    /// own; else such an event is an older rollback made at the same wall time); another
+    /// the rollback already (its very event above the version decided on, or at version 1;
+    /// at any version when the store went back below the version decided on or `state` is
+    /// of another file: the sync thread may have written it there, as the first state of a
+    /// store that lost its own; else such an event is an older rollback made at the same
+    /// wall time); another
     /// release rollback was stored after the state it was decided on; a write since put the
     /// stored release in Production at another stage; or the stored release moved on to
     /// another stage (another process ramped, graduated or started the next rollout
