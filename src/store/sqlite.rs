@@ -811,7 +811,7 @@ impl SqliteStore {
         let (stored_version, stored_stage) = stored;
         // A state decided on in another file: this one may hold another state at its very
         // numbers, which tell nothing across files.
-        let another_file = write.guard.version != 0 && write.guard.epoch != *epoch;
+        let another_file = write.guard.of_another_file(*epoch);
         if stored_version != write.guard.version
             || (stored_version != 0 && stored_stage != write.guard.stage)
             || another_file

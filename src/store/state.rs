@@ -633,6 +633,14 @@ impl Guard {
         stage: 0,
         epoch: 0,
     };
+
+    /// Whether this state was read from (or written in) another file than the one of `epoch`
+    /// ([`epoch`](Self::epoch)): then its version and stage tell nothing of that file's
+    /// state. A guard of no state (version 0) is of no file: it reads any state as a first
+    /// one.
+    pub(crate) fn of_another_file(self, epoch: u64) -> bool {
+        self.version != 0 && self.epoch != epoch
+    }
 }
 
 /// One write: the state it was decided on, the release it makes and the history event it

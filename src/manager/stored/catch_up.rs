@@ -334,8 +334,7 @@ fn went_below(
 /// `known`, at its very version and stage: the file was replaced on disk, and its numbers tell
 /// nothing of whether the state is the one known.
 fn another_file_at(known: Guard, release: &StoredRelease) -> bool {
-    known.version != 0
-        && release.epoch != known.epoch
+    known.of_another_file(release.epoch)
         && (release.version, release.stage) == (known.version, known.stage)
 }
 
@@ -507,11 +506,11 @@ impl Shared {
         // and the outcomes recorded under another state are no evidence of it.
         let stored = StageId(update.release.stage);
         let shown = stored == current.route.stage && config == current.config;
-        let switched = another_file_at(update.from, &update.release);
-        let same_stage =
-            update.release.stage == update.from.stage && (!switched || config == current.config);
+        let another_file = another_file_at(update.from, &update.release);
+        let same_stage = update.release.stage == update.from.stage
+            && (!another_file || config == current.config);
         let kept = update.started_here || same_stage || shown;
-        if switched && !kept {
+        if another_file && !kept {
             tracing::warn!(
                 stage = update.release.stage,
                 shown = %current.config.environment,

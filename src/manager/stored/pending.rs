@@ -153,7 +153,7 @@ impl Pending {
     /// another process holds another state at the very same numbers). A rollback decided on
     /// no state reads any state as a first one, as the store's own reads do.
     fn of_another_file(&self, stored: &store::StoredRelease) -> bool {
-        self.decided_on.version > 0 && stored.epoch != self.decided_on.epoch
+        self.decided_on.of_another_file(stored.epoch)
     }
 
     /// Whether `other`, the first release rollback stored after the state this rollback was
