@@ -55,13 +55,14 @@ pub(super) enum Settled {
 
 impl Pending {
     /// Whether `state`, the stored state, settles this rollback without writing it: it holds
-    /// the rollback already (its very event above the version decided on, or at version 1;
-    /// at any version when the store went back below the version decided on or `state` is
-    /// of another file: the sync thread may have written it there, as the first state of a
-    /// store that lost its own; else such an event is an older rollback made at the same
-    /// wall time); another
-    /// release rollback was stored after the state it was decided on; a write since put the
-    /// stored release in Production at another stage; or the stored release moved on to
+    /// the rollback already (its very event above the version decided on; at version 1 while
+    /// the stored release is of the rollout that version started, rollout 1; at any version
+    /// when the store went back below the version decided on or `state` is of another file:
+    /// the sync thread may have written it there, as the first state of a store that lost
+    /// its own, which is in Production, so that a rollback decided after it was decided on a
+    /// later rollout; else such an event is an older rollback made at the same wall time);
+    /// another release rollback was stored after the state it was decided on; a write since
+    /// put the stored release in Production at another stage; or the stored release moved on to
     /// another stage (another process ramped, graduated or started the next rollout
     /// meanwhile: a stage that already left is not rolled back again, as on the record path).
     /// A stage whose config differs from the one decided on only by flags turned on (the same
@@ -96,19 +97,30 @@ impl Pending {
         };
         let release = &state.release;
         // Looked for above the state decided on; at or below it too when the store went back
-        // below that state or is another file, and at version 1 always: the sync thread may
-        // have written it there, as the first state of a store that lost its own (a host's
-        // write taking the lock before the sync thread applied it; others' writes may have
-        // followed that state past the one decided on, and rows deleted in place keep the
-        // file's epoch). A first state holds a rollback's event only then: a gate's first
-        // write holds none. Else an identical event at or below is an older rollback made at
-        // the same wall time (a clock that repeats one: a `ManualClock` not advanced, a host's
-        // clock that clamps), not this one.
+        // below that state or is another file; and at version 1 while the stored release is
+        // still of the rollout that version started (rollout 1): the sync thread may have
+        // written it there, as the first state of a store that lost its own (a host's write
+        // taking the lock before the sync thread applied it; others' writes may have followed
+        // that state past the one decided on, and rows deleted in place keep the file's
+        // epoch). A first state holds a rollback's event only then (a gate's first write
+        // holds none), and that state, the release rolled back, is in Production: a rollback
+        // decided after it in the same store was decided on a rollout started since (every
+        // write out of Production starts one), and the store never goes back to rollout 1
+        // but by losing its rows again. The rollout decided on does not tell them apart: a
+        // rollback decided before the rows were lost was decided on any rollout of the old
+        // rows, and one decided after on the very rollout the stored release is of. Else an
+        // identical event at or below is an older rollback made at the same wall time (a
+        // clock that repeats one: a `ManualClock` not advanced, a host's clock that clamps),
+        // not this one; so is one at version 1 under a release whose rollout is not known
+        // (a build before the rollout was stored wrote since): it settles nothing.
         let went_back = release.version < decided_on.version || self.of_another_file(release);
+        let first_rollout = release.rollout() == Some(1);
         let written = state
             .history
             .iter()
-            .filter(|e| went_back || e.version == 1 || e.version > decided_on.version)
+            .filter(|e| {
+                went_back || (e.version == 1 && first_rollout) || e.version > decided_on.version
+            })
             .find(|e| ours(e));
         if let Some(stored) = written {
             return Some(Settled::Written(stored.version));
@@ -522,52 +534,71 @@ mod tests {
 
     #[test]
     fn a_waiting_rollback_the_sync_thread_wrote_into_rows_deleted_in_place_is_not_written_again() {
-        // Decided on version 1 (or on 3, the store then followed past it by another gate): the
-        // rows are deleted in place (the file, and its epoch, stay); the sync thread gives the
-        // emptied store the gate's state, the rollback its event at version 1; a host's write
-        // takes the lock before the sync thread applies what it wrote.
-        for enabled_before in [0, 2] {
-            let dir = Scratch::new(&format!("pending-reseeded-in-place-{enabled_before}"));
+        // Decided on version 1; on 3, the store then followed past it by another gate; or on
+        // 3, of a rollout started there (a manual rollback, then the next rollout), the store
+        // followed as far by another gate: the rows are deleted in place (the file, and its
+        // epoch, stay); the sync thread gives the emptied store the gate's state, the rollback
+        // its event at version 1 (of rollout 1, whatever rollout it was decided on); a host's
+        // write takes the lock before the sync thread applies what it wrote.
+        for case in ["first", "followed", "next rollout"] {
+            let dir = Scratch::new(&format!(
+                "pending-reseeded-in-place-{}",
+                case.replace(' ', "-")
+            ));
             let path = dir.file("gate.db");
             let gate = quiet_gate_on(&path);
-            for flag in ["a", "b"].iter().take(enabled_before) {
-                gate.enable_feature(flag).unwrap();
+            match case {
+                "followed" => {
+                    gate.enable_feature("a").unwrap();
+                    gate.enable_feature("b").unwrap();
+                }
+                "next rollout" => {
+                    gate.rollback("by hand").unwrap();
+                    start_the_next_rollout(&gate);
+                }
+                _ => {}
             }
             roll_back_automatically(&gate, "burst");
-            rusqlite::Connection::open(&path)
-                .unwrap()
-                .execute_batch("DELETE FROM history; DELETE FROM release;")
-                .unwrap();
+            delete_rows_in_place(&path);
             let read = gate.shared.sync_read().unwrap();
-            if enabled_before > 0 {
-                // Another gate follows the reseeded state past the one decided on.
+            if case != "first" {
+                // Another gate follows the reseeded state as far as the one decided on, or
+                // past it.
                 let other = gate_on(&path, 60_000, 5_000);
                 other.enable_feature("c").unwrap();
                 other.enable_feature("d").unwrap();
             }
             gate.enable_feature("x").unwrap();
             gate.shared.sync_apply(read);
-            assert_eq!(stored_reasons(&path), ["burst"], "{enabled_before}");
-            assert_eq!(automatic_rollbacks(&gate), 1, "{enabled_before}");
+            assert_eq!(stored_reasons(&path), ["burst"], "{case}");
+            assert_eq!(automatic_rollbacks(&gate), 1, "{case}");
         }
     }
 
-    #[test]
-    fn an_older_identical_event_does_not_settle_a_rollback_decided_again_at_the_same_time() {
-        let dir = Scratch::new("pending-same-time");
-        let path = dir.file("gate.db");
-        // A clock the test never advances: every rollback is made at the same wall time.
+    /// A gate as [`quiet_gate_on`] makes one, on a clock the test never advances: every
+    /// rollback is made at the same wall time.
+    fn quiet_gate_at_one_time(path: &str) -> crate::PromotionGateManager {
         let slo = crate::SloAdmissionController::new(crate::SloConfig::default()).unwrap();
         let clock = std::sync::Arc::new(crate::ManualClock::new());
-        let config = config_on(&path, 60_000, 5_000);
+        let config = config_on(path, 60_000, 5_000);
         let gate = crate::PromotionGateManager::with_clock(config, slo, clock).unwrap();
         if let Some(link) = gate.shared.lock_writer().store.as_mut() {
             link.wake = None;
         }
-        roll_back_automatically(&gate, "burst");
-        gate.shared.sync_once();
-        // The host starts the rollout again, and the same rollback is decided again, with the
-        // very same event but for its version: it is written, not taken for the first one.
+        gate
+    }
+
+    /// Deletes the stored release and history of the SQLite file `path` in place: the file,
+    /// and its epoch, stay.
+    fn delete_rows_in_place(path: &str) {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .execute_batch("DELETE FROM history; DELETE FROM release;")
+            .unwrap();
+    }
+
+    /// The host starts the next rollout from Production: a swap into Canary at 10 %.
+    fn start_the_next_rollout(gate: &crate::PromotionGateManager) {
         let next = crate::PromotionConfig {
             environment: crate::Environment::Canary {
                 traffic_percent: 10.0,
@@ -575,15 +606,34 @@ mod tests {
             ..gate.config()
         };
         gate.swap_config(next).unwrap();
-        roll_back_automatically(&gate, "burst");
-        gate.shared.sync_once();
-        assert_eq!(stored_reasons(&path), ["burst", "burst"]);
-        assert_eq!(
-            stored_config(&path).1.environment,
-            crate::Environment::Production
-        );
-        assert_eq!(gate.environment(), crate::Environment::Production);
-        assert_eq!(automatic_rollbacks(&gate), 2);
+    }
+
+    #[test]
+    fn an_older_identical_event_does_not_settle_a_rollback_decided_again_at_the_same_time() {
+        // The first rollback is written by the sync thread's tick; or, the rows deleted in
+        // place while it waited, as the emptied store's first state, its event at version 1.
+        for reseeded in [false, true] {
+            let dir = Scratch::new(&format!("pending-same-time-{reseeded}"));
+            let path = dir.file("gate.db");
+            let gate = quiet_gate_at_one_time(&path);
+            roll_back_automatically(&gate, "burst");
+            if reseeded {
+                delete_rows_in_place(&path);
+            }
+            gate.shared.sync_once();
+            // The host starts the next rollout, and the same rollback is decided again on it,
+            // with the very same event but for its version: it is written, not taken for the
+            // first one.
+            start_the_next_rollout(&gate);
+            roll_back_automatically(&gate, "burst");
+            gate.shared.sync_once();
+            assert_eq!(stored_reasons(&path), ["burst", "burst"], "{reseeded}");
+            let (version, stored) = stored_config(&path);
+            assert_eq!(version, if reseeded { 3 } else { 4 });
+            assert_eq!(stored.environment, crate::Environment::Production);
+            assert_eq!(gate.environment(), crate::Environment::Production);
+            assert_eq!(automatic_rollbacks(&gate), 2, "{reseeded}");
+        }
     }
 
     /// The stored release's version and config, read by a connection of its own.
