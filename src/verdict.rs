@@ -118,12 +118,11 @@ pub(crate) fn compliance(evidence: &Evidence) -> Compliance {
     let slo_threshold = evidence.slo_threshold;
     // No data first, as the judge's NO_DATA: a breach the whole service shows is no reason
     // to ignore that the canary reports nothing.
-    let holds = |rule| evidence.findings.iter().any(|f| f.holds && f.rule == rule);
-    let held = evidence.findings.iter().find(|f| f.holds).map(|f| f.rule);
+    let held = evidence.held().next().map(|f| f.rule);
     let shown = evidence.non_inferiority;
     if evidence.fired().next().is_some() {
         Compliance::RuleFired
-    } else if holds(Rule::NoData) {
+    } else if evidence.holds(Rule::NoData) {
         Compliance::NoData
     } else if let Some(rule) = held {
         // The stable outcomes the rule's blame needs: without them the breach is nobody's yet.

@@ -344,6 +344,17 @@ impl Evidence {
         self.findings.iter().filter(|f| f.fired)
     }
 
+    /// The findings that hold the promotion without rolling back ([`Finding::holds`]).
+    pub(crate) fn held(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.holds)
+    }
+
+    /// Whether a finding of `rule` holds the promotion (the judge and the compliance check
+    /// ask it of `no_data`, whose hold comes before any other finding's).
+    pub(crate) fn holds(&self, rule: Rule) -> bool {
+        self.held().any(|f| f.rule == rule)
+    }
+
     /// Whether the canary has at least `min_samples` samples in the window, of its outcomes and
     /// of its latencies after the stage's warm-up, or the stage as a whole shows it not worse
     /// than the stable version (a low-traffic canary whose window never holds `min_samples`).
@@ -356,7 +367,15 @@ impl Evidence {
     /// # Ok::<(), promotion_gates::Error>(())
     /// ```
     pub fn sufficient_data(&self) -> bool {
-        self.canary.judged() >= self.min_samples || self.non_inferiority.shown()
+        self.enough_samples(self.canary.judged())
+    }
+
+    /// Whether `samples` of the version under judgement are enough to judge it on: at least
+    /// `min_samples`, or the stage as a whole shows the canary not worse than the stable
+    /// version. The one rule behind [`sufficient_data`](Self::sufficient_data) (the canary's
+    /// samples) and [`too_few_samples`](Self::too_few_samples) (the subject's).
+    fn enough_samples(&self, samples: u64) -> bool {
+        samples >= self.min_samples || self.non_inferiority.shown()
     }
 
     /// The samples of the version under judgement in the window, as the judge and the
@@ -376,7 +395,7 @@ impl Evidence {
     /// not showing it not worse than the stable version ([`Evidence::sufficient_data`] outside
     /// Production).
     pub(crate) fn too_few_samples(&self) -> bool {
-        self.subject_samples() < self.min_samples && !self.non_inferiority.shown()
+        !self.enough_samples(self.subject_samples())
     }
 
     /// The numbers of the version under judgement: the new version's, or in Production

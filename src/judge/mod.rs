@@ -351,12 +351,11 @@ fn health(
 /// shown; otherwise HEALTHY, which the gate's compliance check then agrees with, in every
 /// environment.
 fn recommend(evidence: &Evidence) -> Recommendation {
-    let holds = |rule| evidence.findings.iter().any(|f| f.holds && f.rule == rule);
     if evidence.fired().next().is_some() {
         Recommendation::Rollback
-    } else if holds(Rule::NoData) {
+    } else if evidence.holds(Rule::NoData) {
         Recommendation::NoData
-    } else if evidence.findings.iter().any(|f| f.holds)
+    } else if evidence.held().next().is_some()
         || evidence.too_few_samples()
         || evidence.below_slo_threshold()
         || evidence.health_score < HEALTHY_FROM
