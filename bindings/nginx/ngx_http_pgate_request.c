@@ -497,16 +497,33 @@ ngx_http_pgate_wrap_peer(ngx_http_request_t *r)
 }
 
 
+/*
+ * The request whose upstream{} block's own peer init runs (NULL: none), which may evaluate a
+ * balancer's key (`hash $promotion_gate_<name>;`, or a hash over a map of it): a gate first
+ * read there is read once the upstream has started (nginx made the request's
+ * r->upstream_states, or pushed the new upstream's separator, just before), and chose no
+ * version (ngx_http_pgate_route). A worker runs one peer init at a time; the key's variables
+ * are evaluated within it. A subrequest's balancer (its request is not the main one, whose
+ * decision the gate makes) reads the gate as any evaluation in a subrequest does.
+ */
+static ngx_http_request_t  *ngx_http_pgate_balancing;
+
+
 /* The peer init of an upstream{} block: the block's own, then the wrap. */
 ngx_int_t
 ngx_http_pgate_peer_init(ngx_http_request_t *r, ngx_http_upstream_srv_conf_t *us)
 {
     ngx_int_t                   rc;
+    ngx_http_request_t         *balancing;
     ngx_http_pgate_srv_conf_t  *pscf;
 
     pscf = ngx_http_conf_upstream_srv_conf(us, ngx_http_promotion_gate_module);
 
+    balancing = ngx_http_pgate_balancing;
+    ngx_http_pgate_balancing = r;
     rc = pscf->original_init(r, us);
+    ngx_http_pgate_balancing = balancing;
+
     if (rc != NGX_OK) {
         return rc;
     }
@@ -856,9 +873,11 @@ ngx_http_pgate_route(ngx_http_request_t *r, ngx_uint_t index)
 
     route->decided = 1;
     /* Asked once the request's upstream had started (a second gate's variable in a
-     * log_format or an add_header, say): the upstream was not chosen by this decision, so its
-     * outcome is not this gate's to judge. */
-    route->recordable = !ngx_http_pgate_upstream_started(r, ctx);
+     * log_format or an add_header, say; a balancer's key, read in its block's peer init while
+     * the upstream's states may not have grown yet): the upstream was not chosen by this
+     * decision, so its outcome is not this gate's to judge. */
+    route->recordable = ngx_http_pgate_balancing != r
+                        && !ngx_http_pgate_upstream_started(r, ctx);
     return route;
 }
 

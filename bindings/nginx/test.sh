@@ -24,7 +24,9 @@
 # records nothing unless the canary had answered, also behind an error_page that proxies nginx's
 # 400 to stable, while a gate read by `if` reaches its canary through an error page (`return
 # 418`) and a second gate read in the error page's location is recorded (one read by
-# proxy_pass is not credited with an error page's upstream resolved at run time), that a
+# proxy_pass is not credited with an error page's upstream resolved at run time), that a gate
+# first read by a hash balancer's key records nothing, whatever attempts the request makes
+# (also in an error page's upstream), that a
 # granted upgrade is a success recorded and timed at its 101 (not the idle connection's life) and a refused
 # one a failure, that a
 # status location holding an `if` answers and writes each gate's traffic_percent as the
@@ -609,6 +611,63 @@ late=$(sed -n 's/^promotion_window_requests{gate="late",cohort="canary"} //p' <<
   { echo "FAIL: early's upstream outcomes were recorded for late (rolled back, or $late in its canary window)" >&2; exit 1; }
 grep -q '^canary canary 502$' "$tmp/logs/both.log" ||
   { echo "FAIL: the log did not show late's own decision: $(sort -u "$tmp/logs/both.log")" >&2; exit 1; }
+stop_serving
+
+echo "== a gate first read by a balancer's key records nothing, however many attempts"
+# nginx's hash balancer evaluates its key in the upstream{} block's peer init, once the
+# upstream has started (nginx made r->upstream_states just before): a gate first read there
+# chose no version (which server the word canary hashes to is the hash's) and records
+# nothing. Each server has max_fails=0, so every request tries the server `canary` hashes to
+# (the first: crc32 as nginx's hash takes it), then, proxy_next_upstream error, the other.
+# Gate `hd`: both servers refuse (two 502s); gate `hl`: the second answers (a 502, then a
+# 200); gate `hf`: the `hl` pair behind an error page of another upstream that refused. A
+# build that took such a gate's decision as made before its upstream started read the
+# attempts from the second on: it recorded each request's last attempt, a failure per request
+# for hd (50 against min_samples 5: rolled back) and a success for hl and hf.
+port=$(free_port)
+live=$(free_port)
+for gate in hd hl hf; do gate_document "$gate" 100; done
+echo '{"min_samples": 5}' >"$tmp/conf/hash-slo.json"
+serve "$(cat <<CONF
+    log_format hashed '\$uri \$upstream_status';
+    promotion_gate hd hd.json slo=hash-slo.json;
+    promotion_gate hl hl.json slo=hash-slo.json;
+    promotion_gate hf hf.json slo=hash-slo.json;
+    upstream hd { hash \$promotion_gate_hd; server 127.0.0.1:9 max_fails=0; server 127.0.0.2:9 max_fails=0; }
+    upstream hl { hash \$promotion_gate_hl; server 127.0.0.1:9 max_fails=0; server 127.0.0.1:$live; }
+    upstream hf { hash \$promotion_gate_hf; server 127.0.0.1:9 max_fails=0; server 127.0.0.1:$live; }
+    server { listen 127.0.0.1:$live; access_log off; return 200 "live\n"; }
+    server {
+        listen 127.0.0.1:$port;
+        access_log logs/hashed.log hashed;
+        location /hd { proxy_pass http://hd; }
+        location /hl { proxy_pass http://hl; }
+        location /hf { proxy_pass http://127.0.0.3:9; error_page 502 = @hf; }
+        location @hf { proxy_pass http://hf; }
+        location = /metrics { access_log off; promotion_gate_metrics; }
+    }
+CONF
+)"
+requests=50
+for path in hd hl hf; do
+  for _ in $(seq "$requests"); do curl -s -o /dev/null "http://127.0.0.1:$port/$path"; done
+done
+for _ in $(seq 50); do [ "$(wc -l <"$tmp/logs/hashed.log")" -ge $((3 * requests)) ] && break; sleep 0.02; done
+sleep 0.2 # a rollback the judge decided is logged within a timer tick (50 ms)
+answers=$(sort "$tmp/logs/hashed.log" | uniq -c | sed 's/^ *//' | tr '\n' ';')
+metrics=$(curl -fs "http://127.0.0.1:$port/metrics")
+echo "$((3 * requests)) requests, by uri and upstream statuses: $answers"
+[ "$answers" = "$requests /hd 502, 502;$requests /hf 502 : 502, 200;$requests /hl 502, 200;" ] ||
+  { echo "FAIL: expected two attempts a request, the server canary hashes to first" >&2; exit 1; }
+for gate in hd hl hf; do
+  recorded=$(sed -n "s/^promotion_window_requests{gate=\"$gate\",cohort=\"\(canary\|stable\)\"} //p" <<<"$metrics" |
+    tr '\n' ' ')
+  echo "gate $gate: window requests (canary, stable) $recorded"
+  [ "$recorded" = "0 0 " ] || { echo "FAIL: gate $gate, first read by a balancer, recorded $recorded" >&2; exit 1; }
+  grep -q "^promotion_environment{gate=\"$gate\",environment=\"canary\"} 1" <<<"$metrics" &&
+    ! grep -q "promotion gate \"$gate\": state change" "$tmp/logs/error.log" ||
+    { echo "FAIL: gate $gate, first read by a balancer, changed state" >&2; exit 1; }
+done
 stop_serving
 
 echo "== behind auth_request, the main request's outcome is the gate's, not the subrequest's"
