@@ -39,7 +39,7 @@ func Example() {
 	// An admin listener of its own, on loopback: the status shows the override names, the
 	// allow-lists and the store's path.
 	admin := http.NewServeMux()
-	admin.Handle("GET /metrics", proxy.MetricsHandler())      // read-only: a scrape never judges
+	admin.Handle("GET /metrics", proxy.MetricsHandler())      // judges nothing (see MetricsHandler)
 	admin.Handle("GET /canary/status", proxy.StatusHandler()) // read-only: config and upstreams
 	adminServer := httptest.NewServer(admin)                  // http.ListenAndServe("127.0.0.1:9090", admin)
 	defer adminServer.Close()

@@ -773,10 +773,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.exchanges.Put(ex)
 }
 
-// MetricsHandler serves the gate's Prometheus exposition, read without side effects (never
-// judges). Serve it on an admin listener of its own, as StatusHandler, not beside the proxied
-// traffic: admin := http.NewServeMux(); admin.Handle("GET /metrics", p.MetricsHandler()), with
-// admin served on 127.0.0.1 (see Example).
+// MetricsHandler serves the gate's Prometheus exposition (promotiongates.MetricsPrometheus:
+// it judges nothing, but an evaluation the record path asked for meanwhile is made after the
+// read, and may roll back, as the record path would have). Serve it on an admin listener of
+// its own, as StatusHandler, not beside the proxied traffic: admin := http.NewServeMux();
+// admin.Handle("GET /metrics", p.MetricsHandler()), with admin served on 127.0.0.1 (see
+// Example).
 func (p *Proxy) MetricsHandler() http.Handler { return promotiongates.MetricsHandler(p.gate) }
 
 // StatusHandler serves a read-only status document, application/json:
