@@ -123,9 +123,9 @@ typedef struct {
 typedef struct ngx_http_pgate_attempt_s  ngx_http_pgate_attempt_t;
 
 /* A failure logged at most once every PGATE_QUIET_LOG_MS (ngx_http_pgate_quiet): how many times
- * it happened since its last line, and when that line was written (0: never). */
+ * it happened unlogged since its last line, and when that line was written (0: never). */
 typedef struct {
-    uint64_t                     since;
+    uint64_t                     quieted;
     ngx_msec_t                   logged_at;
 } ngx_http_pgate_quiet_t;
 
@@ -252,25 +252,27 @@ ngx_http_pgate_trim_ows(ngx_str_t *s)
 
 /*
  * Counts one more occurrence of a failure that may repeat on every request or timer tick, and
- * returns how many to log now: all those since the last line, the first at once, then at most
- * one line every PGATE_QUIET_LOG_MS; 0 while it keeps quiet (a failure that persists would
- * otherwise write a line each time).
+ * returns whether to log this one: the first at once, then at most one line every
+ * PGATE_QUIET_LOG_MS (a failure that persists would otherwise write a line each time). When it
+ * does, *quieted holds how many occurrences it kept quiet since the last line and *ago how
+ * long before now that line was written (both 0 before the first line): those all came within
+ * PGATE_QUIET_LOG_MS after it (a later one is logged), so a line that comes hours after a run
+ * of failures ended dates that run's count by its own line (ngx_http_pgate_log_quiet), and
+ * never takes it for its own.
  */
-static ngx_inline uint64_t
-ngx_http_pgate_quiet(ngx_http_pgate_quiet_t *q)
+static ngx_inline ngx_uint_t
+ngx_http_pgate_quiet(ngx_http_pgate_quiet_t *q, uint64_t *quieted, ngx_msec_t *ago)
 {
-    uint64_t  since;
-
-    q->since++;
-
     if (q->logged_at != 0 && ngx_current_msec - q->logged_at < PGATE_QUIET_LOG_MS) {
+        q->quieted++;
         return 0;
     }
 
-    since = q->since;
-    q->since = 0;
+    *quieted = q->quieted;
+    *ago = q->logged_at != 0 ? ngx_current_msec - q->logged_at : 0;
+    q->quieted = 0;
     q->logged_at = ngx_current_msec ? ngx_current_msec : 1;
-    return since;
+    return 1;
 }
 
 
@@ -320,6 +322,9 @@ PGATE_LOCAL void ngx_http_pgate_log_callback(void *user_data, pgate_log_level le
     const char *message, size_t message_len);
 PGATE_LOCAL void ngx_http_pgate_log_drain(ngx_log_t *log);
 PGATE_LOCAL void ngx_http_pgate_log_changes(ngx_log_t *log, ngx_http_pgate_gate_t *g);
+PGATE_LOCAL void ngx_http_pgate_log_quiet(ngx_log_t *log, ngx_http_pgate_gate_t *g,
+    ngx_http_pgate_quiet_t *q, const char *what, pgate_status st, const char *consequence,
+    const char *occurrences);
 
 /* ngx_http_pgate_status.c */
 PGATE_LOCAL ngx_int_t ngx_http_pgate_status_handler(ngx_http_request_t *r);

@@ -240,3 +240,38 @@ ngx_http_pgate_log_changes(ngx_log_t *log, ngx_http_pgate_gate_t *g)
     g->changes_seen = ngx_max(count, newest);
     ngx_free(json);
 }
+
+
+/*
+ * Logs one occurrence of a failure that may repeat on every request or timer tick (a status
+ * other than PGATE_STATUS_OK from the library's `what`) at error level, quietly
+ * (ngx_http_pgate_quiet): the first at once, then one line every PGATE_QUIET_LOG_MS at most
+ * per worker and gate. A line says what the failure leaves (`consequence`) and, when the
+ * previous line kept some quiet, how many `occurrences` and when that line was: they came
+ * within PGATE_QUIET_LOG_MS after it, maybe in a run of failures that ended long before this
+ * one. Cold.
+ */
+void
+ngx_http_pgate_log_quiet(ngx_log_t *log, ngx_http_pgate_gate_t *g, ngx_http_pgate_quiet_t *q,
+    const char *what, pgate_status st, const char *consequence, const char *occurrences)
+{
+    uint64_t    quieted;
+    ngx_msec_t  ago;
+
+    if (!ngx_http_pgate_quiet(q, &quieted, &ago)) {
+        return;
+    }
+
+    if (quieted == 0) {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "promotion gate \"%V\": %s: %s (%s; one line "
+                      "every %d s at most per worker)", &g->name, what, pgate_status_str(st),
+                      consequence, PGATE_QUIET_LOG_MS / 1000);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, log, 0, "promotion gate \"%V\": %s: %s (%s; %s kept quiet in "
+                  "the %d s after this worker's previous such line, written %M ms ago: %uL; "
+                  "one line every %d s at most per worker)", &g->name, what,
+                  pgate_status_str(st), consequence, occurrences, PGATE_QUIET_LOG_MS / 1000,
+                  ago, quieted, PGATE_QUIET_LOG_MS / 1000);
+}

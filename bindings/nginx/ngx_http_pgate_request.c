@@ -911,28 +911,6 @@ ngx_http_pgate_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
 /* ---- recording and pooling -------------------------------------------------------- */
 
 /*
- * Logs that the library refused an outcome: the first refusal at once, then at most one line
- * every PGATE_QUIET_LOG_MS per worker and gate, with how many were refused since the last
- * (a refusal that persists would otherwise write a line per request). Cold.
- */
-static void
-ngx_http_pgate_refused(ngx_log_t *log, ngx_http_pgate_gate_t *g, pgate_status st)
-{
-    uint64_t  since;
-
-    since = ngx_http_pgate_quiet(&g->refused);
-    if (since == 0) {
-        return;
-    }
-
-    ngx_log_error(NGX_LOG_ERR, log, 0, "promotion gate \"%V\": record: %s (outcomes refused "
-                  "since this worker's last such line: %uL, neither judged nor shared; one "
-                  "line every %d s at most)", &g->name, pgate_status_str(st), since,
-                  PGATE_QUIET_LOG_MS / 1000);
-}
-
-
-/*
  * Records an outcome (PGATE_FLAG_*): the decision's stage, cohort and `forced` byte as routed,
  * so a forced outcome is counted apart by the library, in neither cohort. An abandoned request
  * goes to pgate_record_abandoned_as, which records a wait longer than the SLO's latency target
@@ -967,7 +945,10 @@ ngx_http_pgate_record(ngx_log_t *log, ngx_http_pgate_gate_t *g, uint64_t stage,
     }
 
     if (st != PGATE_STATUS_OK) {
-        ngx_http_pgate_refused(log, g, st);
+        /* a refusal that persists would otherwise write a line per request */
+        ngx_http_pgate_log_quiet(log, g, &g->refused, "record", st,
+                                 "the outcome refused, neither judged nor shared",
+                                 "outcomes refused");
         return 0;
     }
 

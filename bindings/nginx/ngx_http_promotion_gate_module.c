@@ -146,7 +146,6 @@ ngx_http_pgate_read_overrides(ngx_log_t *log, ngx_http_pgate_gate_t *g)
 {
     size_t        header_len, cookie_len, old_len;
     u_char       *p;
-    uint64_t      since;
     pgate_status  st;
     u_char        old[PGATE_NAME_CAPACITY];
 
@@ -159,14 +158,9 @@ ngx_http_pgate_read_overrides(ngx_log_t *log, ngx_http_pgate_gate_t *g)
                               PGATE_NAME_CAPACITY, &cookie_len);
     if (st != PGATE_STATUS_OK) {
         /* asked again every timer tick: one line every PGATE_QUIET_LOG_MS at most */
-        since = ngx_http_pgate_quiet(&g->override_failures);
-        if (since != 0) {
-            ngx_log_error(NGX_LOG_ERR, log, 0, "promotion gate \"%V\": override names: %s; "
-                          "forcing values read as before (failed reads since this worker's "
-                          "last such line: %uL, asked again every timer tick; one line every "
-                          "%d s at most)", &g->name, pgate_status_str(st), since,
-                          PGATE_QUIET_LOG_MS / 1000);
-        }
+        ngx_http_pgate_log_quiet(log, g, &g->override_failures, "override names", st,
+                                 "forcing values read as before, asked again every timer "
+                                 "tick", "failed reads");
         return NGX_ERROR;
     }
 

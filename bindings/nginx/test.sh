@@ -2468,14 +2468,17 @@ stop_serving
 echo "override names failing for 1.5 s: $lines error line(s)"
 [ "$lines" = 1 ] || { echo "FAIL: expected one error line for the failing reads, not $lines" >&2; exit 1; }
 
-echo "== the ring's rules: how long a claimed slot is waited for, which ring a zone hands over"
+echo "== the ring's rules: how long a claimed slot is waited for, which ring a zone hands over; a quiet failure's counts"
 # tests/ring_rules.c, built with the module's flags and linked with ngx_http_pgate_ring.c, sets
 # the cached clock and the timer's ticks: an unpublished slot first seen at a stale cached time
 # is waited for until two ticks passed (a build skipping it after 100 ms of cached time alone
 # skipped it at the next look), and until 100 ms passed (a build skipping it after two ticks
 # alone skipped one first seen just before a tick after 50 ms); a zone handed over with a ring
 # of another layout stamp gets a new ring and a notice (a build taking any ring read an old
-# layout's fields at this layout's offsets).
+# layout's fields at this layout's offsets). Against the same clock, a failure logged quietly
+# (ngx_http_pgate_quiet): each line counts what the line before kept quiet, dated by that line
+# (a build counting "since the last line" gave a run's first line the count of a run that had
+# ended an hour before, as its own).
 module_cc -o "$tmp/ring_rules" "$here/tests/ring_rules.c" "$here/ngx_http_pgate_ring.c"
 "$tmp/ring_rules" >"$tmp/ring_rules.out" ||
   { grep -v '^ok' "$tmp/ring_rules.out" >&2; echo "FAIL: the ring's rules" >&2; exit 1; }

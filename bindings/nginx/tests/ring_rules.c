@@ -1,7 +1,9 @@
 /*
  * The ring's cold rules (ngx_http_pgate_ring.c) against a clock, timer ticks and a zone this
  * program sets: how long a reader waits for a slot claimed and not published
- * (ngx_http_pgate_awaited), and which ring a zone hands over (ngx_http_pgate_ring_take).
+ * (ngx_http_pgate_awaited), and which ring a zone hands over (ngx_http_pgate_ring_take); and,
+ * against the same clock, how often a failure that repeats is logged (ngx_http_pgate_quiet,
+ * ngx_http_pgate.h).
  * Built by test.sh with the module's own compiler flags and headers (nginx's, the module's
  * ngx_http_pgate.h), linked with ngx_http_pgate_ring.c and the two things of nginx it uses
  * from outside, defined here: the cached clock, the error log's writer and the zone's
@@ -165,10 +167,62 @@ layout_rules(void)
 }
 
 
+/* ngx_http_pgate_quiet at `now`: whether it logs, with what it kept quiet and since when */
+static ngx_uint_t
+quiet_at(ngx_http_pgate_quiet_t *q, ngx_msec_t now, uint64_t *quieted, ngx_msec_t *ago)
+{
+    ngx_current_msec = now;
+    *quieted = (uint64_t) -1;
+    *ago = (ngx_msec_t) -1;
+    return ngx_http_pgate_quiet(q, quieted, ago);
+}
+
+
+/*
+ * How often a failure that repeats is logged (ngx_http_pgate_quiet): the first at once, then
+ * one line every PGATE_QUIET_LOG_MS at most, each counting what the previous one kept quiet
+ * and dating that line; a run that ended is not counted as the next run's (a build returning
+ * "how many since the last line" gave a run's first line, an hour later, the count of a run
+ * that ended within seconds of its line).
+ */
+static void
+quiet_rules(void)
+{
+    uint64_t                quieted;
+    ngx_msec_t              ago;
+    ngx_http_pgate_quiet_t  q;
+
+    ngx_memzero(&q, sizeof(ngx_http_pgate_quiet_t));
+
+    check(quiet_at(&q, 5000, &quieted, &ago) == 1 && quieted == 0 && ago == 0,
+          "a failure's first occurrence: logged at once, nothing kept quiet before");
+    check(quiet_at(&q, 5001, &quieted, &ago) == 0 && quiet_at(&q, 8000, &quieted, &ago) == 0
+          && quiet_at(&q, 5000 + PGATE_QUIET_LOG_MS - 1, &quieted, &ago) == 0,
+          "... then quiet until PGATE_QUIET_LOG_MS after its line");
+    check(quiet_at(&q, 5000 + PGATE_QUIET_LOG_MS, &quieted, &ago) == 1 && quieted == 3
+          && ago == PGATE_QUIET_LOG_MS,
+          "a failure that persists: a line each PGATE_QUIET_LOG_MS, with the 3 kept quiet "
+          "since the line before, dated by it");
+
+    /* a run that ends within PGATE_QUIET_LOG_MS of its line, and another an hour later */
+    check(quiet_at(&q, 30000, &quieted, &ago) == 1 && quieted == 0,
+          "a new run, past PGATE_QUIET_LOG_MS: logged at once, nothing kept quiet since");
+    check(quiet_at(&q, 31000, &quieted, &ago) == 0 && quiet_at(&q, 32000, &quieted, &ago) == 0,
+          "... 2 more kept quiet, then the run ends");
+    check(quiet_at(&q, 30000 + 3600000, &quieted, &ago) == 1 && quieted == 2 && ago == 3600000,
+          "the next run, an hour later: logged at once, the 2 of the run before dated by that "
+          "run's line (an hour ago), not counted as its own");
+    check(quiet_at(&q, 30000 + 3600000 + PGATE_QUIET_LOG_MS, &quieted, &ago) == 1
+          && quieted == 0 && ago == PGATE_QUIET_LOG_MS,
+          "... and its next line counts only what came since");
+}
+
+
 int
 main(void)
 {
     stall_rules();
     layout_rules();
+    quiet_rules();
     return failed;
 }
