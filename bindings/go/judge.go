@@ -118,8 +118,8 @@ const evidenceCapacity = C.PGATE_EVIDENCE_CAPACITY
 
 // Health is MonitorHealth: it judges the canary now and may roll it back.
 //
-// Deprecated: call MonitorHealth to judge (the same call), or ReadHealth for a read without
-// side effects (a status page, a metrics scrape).
+// Deprecated: call MonitorHealth to judge (the same call), or ReadHealth for a read whose
+// judgement never rolls back (a status page, a metrics scrape; see ReadHealth).
 func (g *Gate) Health() (Health, error) {
 	return g.MonitorHealth()
 }
