@@ -34,8 +34,8 @@ pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// process wrote, and the keep-alive itself. Not counted (docs/store.md lists them): a prefix
 /// holding more keys adds a request a page, and one holding values above a contribution's
 /// limit a request for each run of them and one for the page after it, up to
-/// [`MAX_CONTRIBUTION_PAGES`] requests in all; the read that first finds such a value reads
-/// its page again keys only, then a request per key.
+/// [`MAX_CONTRIBUTION_PAGES`] requests in all; the read that first finds such values reads
+/// their page again keys only, then in windows, up to [`JUNK_REQUESTS`] requests more.
 pub(super) const TICK_REQUESTS: u32 = 5;
 
 /// The requests of a host's write (one attempt), which holds the writer lock that the sync
@@ -67,6 +67,15 @@ const HISTORY_PAGE: usize = 256;
 
 /// Contribution keys read per request: the instance's own key and [`MAX_INSTANCES`] others'.
 const CONTRIBUTION_PAGE: usize = MAX_INSTANCES + 1;
+
+/// The most requests one read of the contributions makes on pages whose answer was above
+/// their limit ([`EtcdStore::contributions_page`]), beyond the pages themselves: a listing of
+/// a page's keys, then the reads of its windows of keys ([`EtcdStore::windows`]). They find
+/// one value above a contribution's limit in a page of [`CONTRIBUTION_PAGE`] keys in 19
+/// requests, a run of 32 in about 50, a page of nothing else in 265 (key by key, 258); the
+/// read stops where this many are spent, the keys found so far remembered, and the next tick's
+/// read goes around them and on.
+const JUNK_REQUESTS: usize = 64;
 
 /// The most pages of contribution keys one read takes (4112 keys), a key found above one
 /// contribution's limit at the read before counting as a page of its own (read keys only): the
@@ -133,9 +142,10 @@ pub(crate) struct EtcdStore {
     capped: AtomicBool,
     /// The contribution keys the last read of the contributions found with a value above one
     /// contribution's limit, and when each was written ([`Written`]): the next read goes
-    /// around them (a page holding one is read again keys only, then key by key, a request per
-    /// key), listing them keys only and refusing each again unread while it was written then.
-    /// At most the keys one read lists.
+    /// around them (a page holding one is read again keys only, then in windows, at most
+    /// [`JUNK_REQUESTS`] a read), listing them keys only and refusing each again unread while it
+    /// was written then. At most [`MAX_CONTRIBUTION_PAGES`] pages of keys: those one read
+    /// lists, and those found before beyond where a read stopped on its junk requests.
     oversized: Mutex<BTreeMap<Vec<u8>, Written>>,
     /// How many times a release value was parsed: tests count them.
     #[cfg(test)]
@@ -168,6 +178,20 @@ struct Page {
     last: Option<Value>,
     /// The answer that listed the keys: its header, count and `more`.
     response: Value,
+    /// The first key not read when the read's [`JUNK_REQUESTS`] were spent in this page: the
+    /// read stops there.
+    rest: Option<Vec<u8>>,
+}
+
+/// The keys of a page above its limit, listed keys only ([`EtcdStore::contributions_page`]),
+/// which its windows read.
+struct Listing<'a> {
+    /// The key-values listed (keys only).
+    kvs: &'a [Value],
+    /// Their keys, decoded.
+    keys: &'a [Vec<u8>],
+    /// The revision they were listed at, which every window is read at.
+    revision: &'a str,
 }
 
 /// When a key was written, as a range's answer lists it: its `create_revision`,
@@ -624,12 +648,14 @@ impl EtcdStore {
     /// One page of the contributions' `range`: its key-values, the last key it listed, and the
     /// answer it came in (its header, count and `more`). An answer above the page's limit
     /// (values that no gate wrote, each up to etcd's request limit) is read again keys only,
-    /// then key by key at the page's revision (`range`'s, or for a first page the revision the
-    /// keys were listed at), each value within one contribution's limit: a value above it is
-    /// refused alone, the others read.
-    fn contributions_page(&self, range: &Value) -> Result<Page, StoreError> {
+    /// then in windows of keys at the page's revision (`range`'s, or for a first page the
+    /// revision the keys were listed at), each within its keys' limit
+    /// ([`windows`](Self::windows)): a value above one contribution's limit is refused alone,
+    /// the others read. Each request after the page's own takes one of `junk`; once none is
+    /// left the page ends at the first key not read ([`Page::rest`]).
+    fn contributions_page(&self, range: &Value, junk: &mut usize) -> Result<Page, StoreError> {
         let whole = self.contributions_answer(CONTRIBUTION_PAGE, false);
-        if let Some(mut response) = self.call_bounded("/v3/kv/range", range, whole)? {
+        if let Some(mut response) = self.read_contributions(range, whole)? {
             let kvs = match response["kvs"].take() {
                 Value::Array(kvs) => kvs,
                 _ => Vec::new(),
@@ -641,8 +667,20 @@ impl EtcdStore {
                 listed,
                 last,
                 response,
+                rest: None,
             });
         }
+        if *junk == 0 {
+            let rest = Some(self.decode(&range["key"])?);
+            return Ok(Page {
+                entries: Vec::new(),
+                listed: 0,
+                last: None,
+                response: Value::Null,
+                rest,
+            });
+        }
+        *junk -= 1;
         let (kvs, response) = self.contribution_keys(range)?;
         // The answer's header holds the cluster's current revision, not the one asked for: a
         // key listed at the page's revision may be gone since (its lease expired).
@@ -650,26 +688,100 @@ impl EtcdStore {
             Some(asked) => text_of(asked),
             None => text_of(&response["header"]["revision"]),
         };
-        let one = self.contributions_answer(1, false);
+        let keys = kvs
+            .iter()
+            .map(|kv| self.decode(&kv["key"]))
+            .collect::<Result<Vec<_>, _>>()?;
+        let listing = Listing {
+            kvs: &kvs,
+            keys: &keys,
+            revision: &revision,
+        };
         let mut entries = Vec::new();
-        let (listed, last) = (kvs.len(), kvs.last().map(|kv| kv["key"].clone()));
-        for key in kvs {
-            let single = json!({"key": key["key"], "revision": revision});
-            let read = self.call_bounded("/v3/kv/range", &single, one)?;
-            match read.as_ref().and_then(|r| r["kvs"].get(0)) {
-                Some(kv) => entries.push((kv.clone(), None)),
-                // No such key at the revision its name was listed at (a member that is not
-                // etcd): nothing to count.
-                None if read.is_some() => {}
-                None => entries.push((key, Some(one))),
-            }
-        }
+        let stop = self.windows(&listing, junk, &mut entries)?;
+        let (listed, last, rest) = match stop {
+            Some(at) => (at, None, Some(keys[at].clone())),
+            None => (kvs.len(), kvs.last().map(|kv| kv["key"].clone()), None),
+        };
         Ok(Page {
             entries,
             listed,
             last,
             response,
+            rest,
         })
+    }
+
+    /// Reads the keys of `listing`, whose page's answer was above its limit, in windows of keys,
+    /// in key order, each a range at the listing's revision within what that many
+    /// contributions take: the first of half the keys, each next twice as many after one read
+    /// whole, half as many at the same key after one above its limit; a single key above a
+    /// contribution's limit is refused (its listed key-value, value unread) and the next
+    /// window is one key (such keys come in runs). A key-value read within a window but above
+    /// one contribution's limit (what it takes alone, as etcd answers it) is refused alike.
+    /// One value above the limit among [`CONTRIBUTION_PAGE`] keys costs 18 windows; a run of
+    /// them about one each. `None` once every key is read, or the first key (its index) left
+    /// unread when `junk` ran out.
+    fn windows(
+        &self,
+        listing: &Listing<'_>,
+        junk: &mut usize,
+        entries: &mut Vec<PageEntry>,
+    ) -> Result<Option<usize>, StoreError> {
+        let one = self.contributions_answer(1, false);
+        let keys = listing.keys.len();
+        let (mut at, mut width) = (0, (keys / 2).max(1));
+        while at < keys {
+            if *junk == 0 {
+                return Ok(Some(at));
+            }
+            *junk -= 1;
+            width = width.min(keys - at);
+            let range = if width == 1 {
+                json!({"key": listing.kvs[at]["key"], "revision": listing.revision})
+            } else {
+                let end = listing.keys.get(at + width).cloned().unwrap_or_else(|| {
+                    let mut after = listing.keys[keys - 1].clone();
+                    after.push(0);
+                    after
+                });
+                json!({
+                    "key": listing.kvs[at]["key"],
+                    "range_end": BASE64.encode(end),
+                    "revision": listing.revision,
+                })
+            };
+            match self.read_contributions(&range, self.contributions_answer(width, false))? {
+                Some(mut answer) => {
+                    // No such key at the revision its name was listed at (a member that is
+                    // not etcd): nothing to count.
+                    if let Value::Array(kvs) = answer["kvs"].take() {
+                        for mut kv in kvs {
+                            if kv.to_string().len() + KV_OVERHEAD > one {
+                                // Refused unread, as a value read alone above the limit is.
+                                kv["value"] = Value::Null;
+                                entries.push((kv, Some(one)));
+                            } else {
+                                entries.push((kv, None));
+                            }
+                        }
+                    }
+                    at += width;
+                    width = width.saturating_mul(2);
+                }
+                None if width == 1 => {
+                    entries.push((listing.kvs[at].clone(), Some(one)));
+                    at += 1;
+                }
+                None => width /= 2,
+            }
+        }
+        Ok(None)
+    }
+
+    /// [`call_bounded`](Self::call_bounded) of a range of the read of the contributions.
+    fn read_contributions(&self, range: &Value, limit: usize) -> Result<Option<Value>, StoreError> {
+        self.call_bounded("/v3/kv/range", range, limit)
     }
 
     /// The keys of a page of contributions' `range` (a page's keys only) and the answer that
@@ -1118,8 +1230,12 @@ impl StateStore for EtcdStore {
         let mut revision = None;
         let mut listed = 0;
         let mut newest: Vec<Listed> = Vec::new();
+        // The requests left for pages above their limit; once spent, the read stops where it
+        // is (`stopped`).
+        let mut junk = JUNK_REQUESTS;
+        let mut stopped = false;
         for _ in 0..MAX_CONTRIBUTION_PAGES {
-            if from >= end {
+            if stopped || from >= end {
                 break;
             }
             let page_end = known
@@ -1129,10 +1245,18 @@ impl StateStore for EtcdStore {
             let mut entries = Vec::new();
             if from < *page_end {
                 let range = page_range(&from, page_end, revision.as_deref());
-                let page = self.contributions_page(&range)?;
-                revision.get_or_insert_with(|| text_of(&page.response["header"]["revision"]));
+                let page = self.contributions_page(&range, &mut junk)?;
+                if !page.response.is_null() {
+                    revision.get_or_insert_with(|| text_of(&page.response["header"]["revision"]));
+                }
                 listed += page.listed;
-                from = self.next_from(page.last.as_ref(), &page.response, page_end)?;
+                from = match page.rest {
+                    Some(rest) => {
+                        stopped = true;
+                        rest
+                    }
+                    None => self.next_from(page.last.as_ref(), &page.response, page_end)?,
+                };
                 entries = page.entries;
             } else {
                 // Keys found oversized before, from here: the keys that follow, listed (keys
@@ -1164,6 +1288,17 @@ impl StateStore for EtcdStore {
             newest.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
             newest.truncate(MAX_INSTANCES);
         }
+        if stopped {
+            // The keys found before that this read did not reach are gone around again at the
+            // next, which goes on from where this one stopped.
+            let room = MAX_CONTRIBUTION_PAGES * CONTRIBUTION_PAGE;
+            for (key, when) in known.range(from.clone()..) {
+                if oversized.len() >= room {
+                    break;
+                }
+                oversized.entry(key.clone()).or_insert_with(|| when.clone());
+            }
+        }
         *self
             .oversized
             .lock()
@@ -1187,7 +1322,7 @@ impl StateStore for EtcdStore {
             tracing::warn!(
                 store = %self.location,
                 keys,
-                "promotion.store reads the first {listed} of {keys} contribution keys under {start} (logged once while it lasts): the newest {MAX_INSTANCES} contributions to the stage among them count, those after them in key order are not read (more instances than a tick reads, or keys no gate wrote: delete those)"
+                "promotion.store reads the first {listed} of {keys} contribution keys under {start} (logged once while it lasts): the newest {MAX_INSTANCES} contributions to the stage among them count, those after them in key order are not read (more instances than a tick reads, or keys no gate wrote, whose values above a contribution's limit a read looks for with {JUNK_REQUESTS} requests at most: delete those)"
             );
         }
         Ok(newest.into_iter().map(|(_, _, read)| read).collect())

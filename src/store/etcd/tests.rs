@@ -1507,9 +1507,11 @@ fn a_value_too_large_to_be_a_contribution_is_refused_alone_naming_its_key() {
         )),
         "{refused}"
     );
-    // The reads after the first go around the values it found oversized: a page before them
-    // (none here), one listing of keys that refuses them again unread, and the page after
-    // them. Read whole again, then key by key, they took 2 + 33 requests at every read.
+    // The first read: the page, its listing, then windows of 16, 8, 4, 2 and 1 key to the
+    // first value above the limit, one key each for the rest. The reads after it go around
+    // the values it found oversized: a page before them (none here), one listing of keys that
+    // refuses them again unread, and the page after them. Read whole again, then key by key,
+    // they took 2 + 33 requests at every read.
     let requests = Arc::new(AtomicU64::new(0));
     let counted = Arc::clone(&requests);
     let counting = meddling(&a.endpoints[0], move |_| {
@@ -1532,7 +1534,10 @@ fn a_value_too_large_to_be_a_contribution_is_refused_alone_naming_its_key() {
         read.sort();
         (read, requests.load(Ordering::Relaxed) - before)
     };
-    assert_eq!(read_counting(), (expected.clone(), 2 + count as u64 + 1));
+    assert_eq!(
+        read_counting(),
+        (expected.clone(), 2 + 4 + count as u64 + 1)
+    );
     assert_eq!(read_counting(), (expected.clone(), 3));
     assert_eq!(read_counting(), (expected.clone(), 3), "at every read");
     // One made a contribution (a new `mod_revision`) and one deleted: the first is read, in a
@@ -1551,6 +1556,93 @@ fn a_value_too_large_to_be_a_contribution_is_refused_alone_naming_its_key() {
     expected.remove(2);
     assert_eq!(read_counting(), (expected.clone(), 5));
     assert_eq!(read_counting(), (expected, 5));
+    delete_contributions(&a);
+}
+
+/// A store of `store`'s prefix whose requests pass through `meddle` first ([`meddling`]).
+fn through_meddling(
+    store: &EtcdStore,
+    meddle: impl Fn(&Value) -> Option<String> + Send + 'static,
+) -> EtcdStore {
+    let endpoint = meddling(&store.endpoints[0], meddle);
+    let settings = EtcdStoreConfig {
+        endpoints: vec![endpoint],
+        prefix: store.prefix.clone(),
+        sync_interval_ms: 1000,
+        fleet_judging: true,
+    };
+    EtcdStore::open(&settings, GATE).unwrap()
+}
+
+/// A process's first read of a page above its limit read it again keys only, then a request
+/// per key: 2 + 202 requests here, in one tick, whatever the keys held. It makes
+/// `JUNK_REQUESTS` at most on it (and one to count the keys it warns of), stops at the first
+/// key it did not read, and the next read goes around the values found above a
+/// contribution's limit and on.
+#[test]
+fn a_first_read_spends_a_bounded_number_of_requests_on_values_too_large_then_goes_on() {
+    use crate::telemetry::log_lines::LogLines;
+    let Some(a) = published_by("junk-bound", "real") else {
+        return;
+    };
+    // In key order: four runs of 8 values no gate writes (together above a page's limit, as
+    // the values of the other tests: no more), each followed by 42 contributions; then "real"
+    // and "zz-late".
+    let junk = vec![b'x'; 1400 * 1024];
+    let current = published_at(&a, "real", 2);
+    let mut kvs: Vec<(String, Vec<u8>)> = Vec::new();
+    for run in 0..4 {
+        for n in 0..8 {
+            put_contributions(&a, &[(format!("r{run}-a-junk-{n}"), junk.clone())], false);
+        }
+        kvs.extend((0..42).map(|n| (format!("r{run}-b-{n:02}"), current.clone())));
+    }
+    kvs.push(("zz-late".to_string(), current));
+    put_contributions(&a, &kvs, true);
+    let requests = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&requests);
+    let b = through_meddling(&a, move |_| {
+        counted.fetch_add(1, Ordering::Relaxed);
+        None
+    });
+    let lines = LogLines::default();
+    let read_counting = || {
+        let before = requests.load(Ordering::Relaxed);
+        let mut read = lines.during(|| read_as_text(b.contributions(2, "a", MINUTE).unwrap()));
+        read.sort();
+        (read, requests.load(Ordering::Relaxed) - before)
+    };
+    let rows = |runs: usize, then: usize| {
+        let mut rows = Vec::new();
+        for run in 0..runs {
+            rows.extend((0..8).map(|n| format!("r{run}-a-junk-{n} value")));
+            let ok = if run + 1 == runs { then } else { 42 };
+            rows.extend((0..ok).map(|n| format!("r{run}-b-{n:02} ok")));
+        }
+        rows
+    };
+    // The page, its listing and 63 windows, which find three runs and stop at "r2-b-01".
+    let (read, sent) = read_counting();
+    assert_eq!(
+        sent,
+        1 + JUNK_REQUESTS as u64 + 1,
+        "the page, the junk's, the count"
+    );
+    assert_eq!(read, rows(3, 1), "the keys before the first not read");
+    let warned = lines.lines_at(tracing::Level::WARN);
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].contains("reads the first 109 of 202 contribution keys"),
+        "{warned:?}"
+    );
+    // The next: for each run found, a page before it (the first empty) and a listing that
+    // refuses it again unread; then the page after them (the fourth run within its limit),
+    // read whole.
+    let mut expected = rows(4, 42);
+    expected.extend(["real ok".to_string(), "zz-late ok".to_string()]);
+    assert_eq!(read_counting(), (expected.clone(), 7));
+    assert_eq!(read_counting(), (expected, 7), "at every read");
+    assert_eq!(lines.lines_at(tracing::Level::WARN).len(), 1);
     delete_contributions(&a);
 }
 
@@ -1614,13 +1706,13 @@ fn meddling(etcd: &str, meddle: impl Fn(&Value) -> Option<String> + Send + 'stat
     })
 }
 
-/// A page after the first whose answer is above its limit is read key by key at the first
-/// page's revision, not at the cluster's current one, and the next page starts after the last
+/// A page after the first whose answer is above its limit is read in windows of keys at the
+/// first page's revision, not at the cluster's current one, and the next page starts after the last
 /// key it listed, whether or not each was read. Keys listed at that revision and deleted since
 /// (a lease expired between the pages) were read at "now" and skipped; the page came out empty
 /// and the read stopped there as if complete, never reading the keys after it.
 #[test]
-fn keys_of_a_page_read_key_by_key_are_read_at_the_first_pages_revision() {
+fn keys_of_a_page_above_its_limit_are_read_at_the_first_pages_revision() {
     let Some(endpoint) = endpoint("etcd page revision") else {
         return;
     };
@@ -1648,14 +1740,15 @@ fn keys_of_a_page_read_key_by_key_are_read_at_the_first_pages_revision() {
     let second_page = |body: &Value| {
         body["revision"].is_string() && body["range_end"].is_string() && body["keys_only"].is_null()
     };
-    // A member that answers no key read alone (not etcd): page 2's keys are none of them
-    // counted, and page 3 is read all the same.
+    // A member that answers no key read in a window of a page's keys (not etcd): page 2's
+    // keys are none of them counted, and page 3 is read all the same.
     let contribution_key = a.contribution_key("");
     let no_single_key = meddling(&endpoint, move |body| {
         let key = BASE64
             .decode(body["key"].as_str().unwrap_or(""))
             .unwrap_or_default();
-        (body["range_end"].is_null() && key.starts_with(contribution_key.as_bytes()))
+        let window = body["limit"].is_null() && body["keys_only"].is_null();
+        (window && body["revision"].is_string() && key.starts_with(contribution_key.as_bytes()))
             .then(|| r#"{"header":{"revision":"1"},"count":"0"}"#.to_string())
     });
     let through = |endpoint: String| {
