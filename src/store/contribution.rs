@@ -177,8 +177,9 @@ pub(crate) fn opened_at(instance: &str) -> Option<SystemTime> {
 /// stamped when it starts may wait that long for the write lock (the default 250 ms and 2 s
 /// give 2.5 s). With etcd it is the etcd store's `SLOWEST_TICK`, 20 s: the requests between
 /// two keep-alives of the instance's lease and those of a host's write it waits for, each up
-/// to its 2 s timeout (the default 1 s gives 22 s; a tick slower still, behind several host
-/// writes, or reading more than one page of contributions, can outlast it: docs/store.md).
+/// to its 2 s timeout (the default 1 s gives 22 s; a read of the contributions longer than
+/// that keeps the lease alive itself; a tick slower still, behind several host writes, can
+/// outlast it: docs/store.md).
 pub(crate) fn time_to_live(store: &StoreConfig) -> Duration {
     let interval = store.sync_interval();
     let slowest_tick = match store {

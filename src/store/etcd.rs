@@ -29,13 +29,12 @@ use crate::limits::{MAX_DOCUMENT_BYTES, MAX_NAME_BYTES, MAX_REASON_BYTES};
 pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The requests that can come between two keep-alives of an instance's lease: after one, the
-/// put of its contribution and the range of the others' (one page of [`CONTRIBUTION_PAGE`]
-/// keys); at the next tick, the read of the release, a page of its history when another
-/// process wrote, and the keep-alive itself. Not counted (docs/store.md lists them): a prefix
-/// holding more keys adds a request a page, and one holding values above a contribution's
-/// limit a request for each run of them and one for the page after it, up to
-/// [`MAX_CONTRIBUTION_PAGES`] requests in all; the read that first finds such values reads
-/// their page again keys only, then in windows, up to [`JUNK_REQUESTS`] requests more.
+/// put of its contribution and a request of the read of the others' (one page of
+/// [`CONTRIBUTION_PAGE`] keys); at the next tick, the read of the release, a page of its
+/// history when another process wrote, and the keep-alive itself. A read of the others' that
+/// takes longer (more pages, pages above their limit) keeps the lease alive itself
+/// ([`EtcdStore::lease_kept_alive`]): none of its requests starts [`REQUEST_TIMEOUT`] or more
+/// after a keep-alive.
 pub(super) const TICK_REQUESTS: u32 = 5;
 
 /// The requests of a host's write (one attempt), which holds the writer lock that the sync
@@ -147,6 +146,9 @@ pub(crate) struct EtcdStore {
     /// was written then. At most [`MAX_CONTRIBUTION_PAGES`] pages of keys: those one read
     /// lists, and those found before beyond where a read stopped on its junk requests.
     oversized: Mutex<BTreeMap<Vec<u8>, Written>>,
+    /// When this instance's lease was last kept alive (or granted), as its answer came: the
+    /// read of the contributions keeps it alive again once [`REQUEST_TIMEOUT`] has passed.
+    kept_alive: Mutex<Option<Instant>>,
     /// How many times a release value was parsed: tests count them.
     #[cfg(test)]
     parsed: AtomicUsize,
@@ -251,6 +253,7 @@ impl EtcdStore {
             last_refused: Mutex::new(None),
             capped: AtomicBool::new(false),
             oversized: Mutex::new(BTreeMap::new()),
+            kept_alive: Mutex::new(None),
             #[cfg(test)]
             parsed: AtomicUsize::new(0),
         }
@@ -779,9 +782,34 @@ impl EtcdStore {
         Ok(None)
     }
 
-    /// [`call_bounded`](Self::call_bounded) of a range of the read of the contributions.
+    /// [`call_bounded`](Self::call_bounded) of a range of the read of the contributions, after
+    /// keeping the instance's lease alive when that is due
+    /// ([`lease_kept_alive`](Self::lease_kept_alive)).
     fn read_contributions(&self, range: &Value, limit: usize) -> Result<Option<Value>, StoreError> {
+        self.lease_kept_alive()?;
         self.call_bounded("/v3/kv/range", range, limit)
+    }
+
+    /// Keeps this instance's lease alive, if it has one and [`REQUEST_TIMEOUT`] has passed
+    /// since it was last kept alive: called before each request of the read of the
+    /// contributions, so that a read of many pages, or of pages above their limit, however
+    /// slow, starts no request [`REQUEST_TIMEOUT`] or more after a keep-alive: what follows one
+    /// is the put and requests started within that time, the two requests [`TICK_REQUESTS`]
+    /// counts. A lease found expired is left to the next publication, which grants another and
+    /// puts the contribution again.
+    fn lease_kept_alive(&self) -> Result<(), StoreError> {
+        let due = self
+            .kept_alive
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|at| at.elapsed() >= REQUEST_TIMEOUT);
+        let lease = self.lease.lock().unwrap_or_else(PoisonError::into_inner);
+        if let (true, Some(id)) = (due, lease.as_ref()) {
+            let response = self.call("/v3/lease/keepalive", &json!({ "ID": id }))?;
+            // An expired lease answers with no TTL (or 0).
+            self.note_kept_alive(text_of(&response["result"]["TTL"]) != "0");
+        }
+        Ok(())
     }
 
     /// The keys of a page of contributions' `range` (a page's keys only) and the answer that
@@ -789,6 +817,7 @@ impl EtcdStore {
     fn contribution_keys(&self, range: &Value) -> Result<(Vec<Value>, Value), StoreError> {
         let mut keys_only = range.clone();
         keys_only["keys_only"] = json!(true);
+        self.lease_kept_alive()?;
         let mut response = self.call_within(
             "/v3/kv/range",
             &keys_only,
@@ -874,6 +903,7 @@ impl EtcdStore {
             let response = self.call("/v3/lease/keepalive", &json!({ "ID": id }))?;
             // An expired lease answers with no TTL (or 0).
             if text_of(&response["result"]["TTL"]) != "0" {
+                self.note_kept_alive(true);
                 return Ok(id.clone());
             }
         }
@@ -888,7 +918,17 @@ impl EtcdStore {
             ));
         }
         *lease = Some(id.clone());
+        self.note_kept_alive(true);
         Ok(id)
+    }
+
+    /// Notes that the lease was kept alive (or granted) now, or that it expired (`alive`
+    /// false): nothing to keep alive until the next publication grants another.
+    fn note_kept_alive(&self, alive: bool) {
+        *self
+            .kept_alive
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = alive.then(Instant::now);
     }
 
     /// Whether `write` is stored, by its content: its event as the stored one of its version
@@ -1307,16 +1347,19 @@ impl StateStore for EtcdStore {
             self.capped.store(false, Ordering::Relaxed);
         } else if !self.capped.swap(true, Ordering::Relaxed) {
             let keys = self
-                .call_within(
-                    "/v3/kv/range",
-                    &json!({
-                        "key": BASE64.encode(&start),
-                        "range_end": BASE64.encode(&end),
-                        "revision": revision,
-                        "count_only": true,
-                    }),
-                    self.contributions_answer(1, true),
-                )
+                .lease_kept_alive()
+                .and_then(|()| {
+                    self.call_within(
+                        "/v3/kv/range",
+                        &json!({
+                            "key": BASE64.encode(&start),
+                            "range_end": BASE64.encode(&end),
+                            "revision": revision,
+                            "count_only": true,
+                        }),
+                        self.contributions_answer(1, true),
+                    )
+                })
                 // The count is only told: a member that does not answer it fails no read.
                 .map_or_else(|_| "?".to_string(), |answer| text_of(&answer["count"]));
             tracing::warn!(

@@ -1646,6 +1646,41 @@ fn a_first_read_spends_a_bounded_number_of_requests_on_values_too_large_then_goe
     delete_contributions(&a);
 }
 
+/// The read of the others' contributions took as many requests as it had pages after the
+/// keep-alive of the instance's lease, which the lease's allowance counts one of: a read of
+/// four pages, each answered in 1.4 s, outlasted a lease of 5 s, and the instance's own key
+/// was gone for the others until its next publication. It keeps the lease alive itself.
+#[test]
+fn a_read_of_many_slow_pages_keeps_the_instances_lease_alive() {
+    let Some(a) = published_by("slow-pages", "other") else {
+        return;
+    };
+    let current = published_at(&a, "other", 2);
+    let kvs: Vec<(String, Vec<u8>)> = (0..3 * CONTRIBUTION_PAGE)
+        .map(|n| (format!("k-{n:04}"), current.clone()))
+        .collect();
+    put_contributions(&a, &kvs, true);
+    let pages = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&pages);
+    let slow = through_meddling(&a, move |body| {
+        if body["limit"].is_string() {
+            counted.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(1400));
+        }
+        None
+    });
+    let ttl = Duration::from_secs(5);
+    slow.publish(&contribution("slow", 2, 100), ttl).unwrap();
+    let started = Instant::now();
+    let read = slow.contributions(2, "slow", ttl).unwrap();
+    assert_eq!(pages.load(Ordering::Relaxed), 4);
+    assert!(started.elapsed() > ttl, "{:?}", started.elapsed());
+    assert_eq!(read.len(), MAX_INSTANCES);
+    let (own, _) = a.get(&a.contribution_key("slow"), None).unwrap();
+    assert!(own.is_some(), "the instance's contribution expired");
+    delete_contributions(&a);
+}
+
 /// Deletes `store`'s keys from `key` to `range_end` (excluded): how many.
 fn delete_range(store: &EtcdStore, key: &str, range_end: &str) -> String {
     let deleted = store
