@@ -1083,17 +1083,35 @@ mod tests {
         dir: &crate::store::scratch::Scratch,
         environment: crate::config::Environment,
     ) -> crate::PromotionGateManager {
-        let path = dir.file("gate.db");
-        let gate = gate_on(&path, 60_000, 5_000);
+        let gate = a_gate_with_five_failures(&dir.file("gate.db"));
+        move_over_a_file_holding(dir, environment);
+        gate
+    }
+
+    /// A gate on `path` at Canary{10} (version and stage 1) with five failing canary outcomes
+    /// recorded (below `min_samples`).
+    fn a_gate_with_five_failures(path: &str) -> crate::PromotionGateManager {
+        let gate = gate_on(path, 60_000, 5_000);
         for _ in 0..5 {
             gate.record_for(gate.stage(), true, false, Duration::from_millis(5));
         }
-        assert_eq!(
-            gate.window_export()
-                .evidence(crate::Cohort::Canary)
-                .requests,
-            5
-        );
+        assert_eq!(canary_requests(&gate), 5);
+        gate
+    }
+
+    /// The canary outcomes in `gate`'s window.
+    fn canary_requests(gate: &crate::PromotionGateManager) -> u64 {
+        gate.window_export()
+            .evidence(crate::Cohort::Canary)
+            .requests
+    }
+
+    /// Moves a file holding `environment` at version and stage 1 (another process's first
+    /// state) over `dir`'s `gate.db`.
+    fn move_over_a_file_holding(
+        dir: &crate::store::scratch::Scratch,
+        environment: crate::config::Environment,
+    ) {
         let made = dir.file("made.db");
         drop(gate_of(PromotionConfig {
             environment,
@@ -1101,8 +1119,42 @@ mod tests {
         }));
         let replacement = dir.file("replacement.db");
         crate::store::scratch::backup(&made, &replacement);
-        crate::store::scratch::move_over(&replacement, &path);
-        gate
+        crate::store::scratch::move_over(&replacement, &dir.file("gate.db"));
+    }
+
+    /// A write of the gate's stage (a policy-only swap: the rollback history's bound), which
+    /// moves the stored version on and leaves the stage and its evidence alone.
+    fn swap_policy_only(gate: &crate::PromotionGateManager) {
+        let stage = gate.stage();
+        let mut config = gate.config();
+        config.max_rollback_history -= 1;
+        gate.swap_config(config).unwrap();
+        assert_eq!(gate.stage(), stage);
+        assert_eq!(known_numbers(gate), (2, 1, 0));
+        assert_eq!(canary_requests(gate), 5);
+    }
+
+    /// The version, stage and epoch of the stored state `gate` knows.
+    fn known_numbers(gate: &crate::PromotionGateManager) -> (u64, u64, u64) {
+        let known = gate.lock_writer().store.as_ref().unwrap().known;
+        (known.version, known.stage, known.epoch)
+    }
+
+    #[test]
+    fn another_state_followed_from_a_new_file_below_the_known_version_starts_a_new_stage() {
+        // The gate knows version 2 of stage 1 (a write of the same stage); the new file holds
+        // Canary{20} at version 1, stage 1: another state, whose stage number tells nothing of
+        // the gate's. It is followed as a new stage, its window empty.
+        let dir = crate::store::scratch::Scratch::new("replaced-below-another-state");
+        let gate = a_gate_with_five_failures(&dir.file("gate.db"));
+        swap_policy_only(&gate);
+        move_over_a_file_holding(&dir, crate::config::canary(20.0));
+        let stage = gate.stage();
+        gate.shared.sync_once();
+        assert_eq!(gate.environment(), crate::config::canary(20.0));
+        assert!(gate.stage() > stage, "{:?} after {stage:?}", gate.stage());
+        assert_eq!(canary_requests(&gate), 0);
+        assert_eq!(known_numbers(&gate), (1, 1, 1));
     }
 
     #[test]

@@ -501,21 +501,21 @@ impl Shared {
         // while rolled back are neither judged as the followed stage's nor published as this
         // process's contribution to it).
         //
-        // A state read from another file at the numbers known (the file replaced on disk) is
-        // the stage known only if it is the state shown: the numbers tell nothing across files,
-        // and the outcomes recorded under another state are no evidence of it.
+        // A state read from another file (the file replaced on disk), at whatever version, is
+        // the stage known only if it is the state shown: a stage number tells nothing across
+        // files, and the outcomes recorded under another state are no evidence of it.
         let stored = StageId(update.release.stage);
         let shown = stored == current.route.stage && config == current.config;
-        let another_file = another_file_at(update.from, &update.release);
-        let same_stage = update.release.stage == update.from.stage
-            && (!another_file || config == current.config);
+        let another_file = update.from.of_another_file(update.release.epoch);
+        let same_number = update.release.stage == update.from.stage;
+        let same_stage = same_number && (!another_file || config == current.config);
         let kept = update.started_here || same_stage || shown;
-        if another_file && !kept {
+        if another_file && same_number && !kept {
             tracing::warn!(
                 stage = update.release.stage,
                 shown = %current.config.environment,
                 stored = %update.release.config.environment,
-                "promotion.store the replaced file holds another state at the same version and stage: a new stage starts here, the outcomes recorded before are no evidence of it"
+                "promotion.store the replaced file holds another state at the stage number known: a new stage starts here, the outcomes recorded before are no evidence of it"
             );
         }
         let stage = if kept {
