@@ -1149,12 +1149,21 @@ mod tests {
         let gate = a_gate_with_five_failures(&dir.file("gate.db"));
         swap_policy_only(&gate);
         move_over_a_file_holding(&dir, crate::config::canary(20.0));
+        follows_canary_20_in_a_new_stage(&gate, (1, 1, 1));
+    }
+
+    /// Syncs `gate` once, and checks that it follows Canary{20} in a new stage, its window
+    /// empty, knowing the stored state of `known` numbers (version, stage, epoch).
+    fn follows_canary_20_in_a_new_stage(
+        gate: &crate::PromotionGateManager,
+        known: (u64, u64, u64),
+    ) {
         let stage = gate.stage();
         gate.shared.sync_once();
         assert_eq!(gate.environment(), crate::config::canary(20.0));
         assert!(gate.stage() > stage, "{:?} after {stage:?}", gate.stage());
-        assert_eq!(canary_requests(&gate), 0);
-        assert_eq!(known_numbers(&gate), (1, 1, 1));
+        assert_eq!(canary_requests(gate), 0);
+        assert_eq!(known_numbers(gate), known);
     }
 
     #[test]
@@ -1205,6 +1214,49 @@ mod tests {
         let link = gate.lock_writer();
         let known = link.store.as_ref().unwrap().known;
         assert_eq!((known.version, known.stage, known.epoch), (1, 1, 1));
+    }
+
+    /// A gate on `dir`'s `gate.db` with five failing canary outcomes, knowing version 2 of
+    /// stage 1 (a write of the same stage), whose rows are then deleted in place (the file, and
+    /// its epoch, stay) and written again by a process started right after: its first state,
+    /// of the config `theirs` makes of the gate's, at version 1, stage 1 (a store that went
+    /// back, whose stage number tells nothing of the gate's stage).
+    fn a_gate_whose_rows_are_written_again_by(
+        dir: &crate::store::scratch::Scratch,
+        theirs: impl FnOnce(PromotionConfig) -> PromotionConfig,
+    ) -> crate::PromotionGateManager {
+        let path = dir.file("gate.db");
+        let gate = a_gate_with_five_failures(&path);
+        swap_policy_only(&gate);
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("DELETE FROM history; DELETE FROM release;")
+            .unwrap();
+        drop(gate_of(theirs(gate.config())));
+        gate
+    }
+
+    #[test]
+    fn another_state_written_in_place_at_the_known_stage_number_starts_a_new_stage() {
+        let dir = crate::store::scratch::Scratch::new("reseeded-in-place-another-state");
+        let gate = a_gate_whose_rows_are_written_again_by(&dir, |config| PromotionConfig {
+            environment: crate::config::canary(20.0),
+            ..config
+        });
+        follows_canary_20_in_a_new_stage(&gate, (1, 1, 0));
+    }
+
+    #[test]
+    fn the_same_state_written_in_place_at_the_known_stage_number_keeps_the_stage() {
+        // The process started right after writes the state the gate shows (its config): the
+        // stage and its evidence go on.
+        let dir = crate::store::scratch::Scratch::new("reseeded-in-place-same-state");
+        let gate = a_gate_whose_rows_are_written_again_by(&dir, |config| config);
+        let stage = gate.stage();
+        gate.shared.sync_once();
+        assert_eq!(gate.stage(), stage);
+        assert_eq!(canary_requests(&gate), 5);
+        assert_eq!(known_numbers(&gate), (1, 1, 0));
     }
 
     /// A host's write of the shown config at canary `percent` (a new stage), as `writer` holds.

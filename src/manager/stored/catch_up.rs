@@ -501,21 +501,24 @@ impl Shared {
         // while rolled back are neither judged as the followed stage's nor published as this
         // process's contribution to it).
         //
-        // A state read from another file (the file replaced on disk), at whatever version, is
-        // the stage known only if it is the state shown: a stage number tells nothing across
-        // files, and the outcomes recorded under another state are no evidence of it.
+        // A state read from another file (the file replaced on disk), at whatever version, or
+        // from a store that went back (its writes numbered afresh: another process's first
+        // state in the rows deleted, say) is the stage known only if it is the state shown: its
+        // stage number tells nothing of the known one's, and the outcomes recorded under
+        // another state are no evidence of it.
         let stored = StageId(update.release.stage);
         let shown = stored == current.route.stage && config == current.config;
-        let another_file = update.from.of_another_file(update.release.epoch);
+        let numbered_apart =
+            update.from.of_another_file(update.release.epoch) || update.went_back.is_some();
         let same_number = update.release.stage == update.from.stage;
-        let same_stage = same_number && (!another_file || config == current.config);
+        let same_stage = same_number && (!numbered_apart || config == current.config);
         let kept = update.started_here || same_stage || shown;
-        if another_file && same_number && !kept {
+        if numbered_apart && same_number && !kept {
             tracing::warn!(
                 stage = update.release.stage,
                 shown = %current.config.environment,
                 stored = %update.release.config.environment,
-                "promotion.store the replaced file holds another state at the stage number known: a new stage starts here, the outcomes recorded before are no evidence of it"
+                "promotion.store the state followed (of a replaced file, or of a store that went back) is another one at the stage number known: a new stage starts here, the outcomes recorded before are no evidence of it"
             );
         }
         let stage = if kept {
