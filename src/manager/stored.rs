@@ -839,16 +839,22 @@ mod tests {
                 "refused by the test",
             ))
         }
-        fn publish(&self, c: &store::Contribution, ttl: Duration) -> Result<(), StoreError> {
-            self.inner.publish(c, ttl)
+        fn publish(
+            &self,
+            c: &store::Contribution,
+            epoch: u64,
+            ttl: Duration,
+        ) -> Result<(), StoreError> {
+            self.inner.publish(c, epoch, ttl)
         }
         fn contributions(
             &self,
             stage: u64,
+            epoch: u64,
             except: &str,
             ttl: Duration,
         ) -> Result<Vec<Result<store::Contribution, store::BadContribution>>, StoreError> {
-            self.inner.contributions(stage, except, ttl)
+            self.inner.contributions(stage, epoch, except, ttl)
         }
     }
 
@@ -1257,6 +1263,61 @@ mod tests {
         assert_eq!(gate.stage(), stage);
         assert_eq!(canary_requests(&gate), 5);
         assert_eq!(known_numbers(&gate), (1, 1, 0));
+    }
+
+    /// The contributions stored in the SQLite file `path`: each instance's stage and canary
+    /// requests, read by a connection of its own.
+    fn stored_contributions(path: &str) -> Vec<(String, i64, i64)> {
+        let connection = rusqlite::Connection::open(path).unwrap();
+        let mut rows = connection
+            .prepare("SELECT instance, stage, canary_requests FROM contribution ORDER BY instance")
+            .unwrap();
+        rows.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn counts_of_a_replaced_files_stage_are_neither_published_nor_read_in_the_new_file() {
+        // A tick whose exchange comes before the gate has read the new file (moved over the
+        // path between the tick's catch-up and its exchange): the stage it knows is the old
+        // file's, stage 1 there, and stage 1 of the new file is another state (another
+        // process's Canary{20}, with its own instance's counts).
+        let dir = crate::store::scratch::Scratch::new("replaced-exchange");
+        let path = dir.file("gate.db");
+        let gate = a_gate_with_five_failures(&path);
+        let made = dir.file("made.db");
+        let theirs = gate_of(PromotionConfig {
+            environment: crate::config::canary(20.0),
+            ..config_on(&made, 60_000, 5_000)
+        });
+        theirs.record_for(theirs.stage(), true, true, Duration::from_millis(5));
+        theirs
+            .shared
+            .exchange_contributions(&mut Exchange::default());
+        drop(theirs);
+        let replacement = dir.file("replacement.db");
+        crate::store::scratch::backup(&made, &replacement);
+        crate::store::scratch::move_over(&replacement, &path);
+        let before = stored_contributions(&path);
+        assert_eq!(before.len(), 1, "{before:?}");
+        let mut exchange = Exchange::default();
+        gate.shared.exchange_contributions(&mut exchange);
+        // Nothing of this instance in the new file, and nothing of the other read.
+        assert_eq!(stored_contributions(&path), before);
+        assert_eq!(gate.health().evidence.instances, 1);
+        assert_eq!(canary_requests(&gate), 5);
+        // Once the gate follows the new file (a new stage here, its window empty), it
+        // publishes its counts of it, and reads the other's.
+        gate.shared.sync_once();
+        gate.shared.exchange_contributions(&mut exchange);
+        let after = stored_contributions(&path);
+        assert_eq!(after.len(), 2, "{after:?}");
+        assert!(after.iter().all(|&(_, stage, _)| stage == 1), "{after:?}");
+        assert!(after.contains(&(before[0].0.clone(), 1, 1)), "{after:?}");
+        assert!(after.iter().any(|row| row.2 == 0), "{after:?}");
+        assert_eq!(gate.health().evidence.instances, 2);
     }
 
     /// A host's write of the shown config at canary `percent` (a new stage), as `writer` holds.

@@ -1199,7 +1199,14 @@ impl StateStore for EtcdStore {
         ))
     }
 
-    fn publish(&self, contribution: &Contribution, ttl: Duration) -> Result<(), StoreError> {
+    /// `epoch` is [`EPOCH`]: the cluster's keys are one store, whose stage numbers no other
+    /// file's replace.
+    fn publish(
+        &self,
+        contribution: &Contribution,
+        _epoch: u64,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
         let cohort = |c: &PublishedCohort| {
             json!({
                 "requests": c.requests,
@@ -1246,9 +1253,11 @@ impl StateStore for EtcdStore {
         ))
     }
 
+    /// `epoch` is [`EPOCH`], as for [`publish`](StateStore::publish).
     fn contributions(
         &self,
         stage: u64,
+        _epoch: u64,
         except: &str,
         _ttl: Duration,
     ) -> Result<Vec<Result<Contribution, BadContribution>>, StoreError> {

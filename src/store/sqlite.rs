@@ -919,6 +919,22 @@ impl SqliteStore {
         }
     }
 
+    /// Refuses, as a conflict, contributions to a stage of the file of `epoch` when `open` is
+    /// another file (the path's file replaced on disk since that stage was read): its stage
+    /// numbers are another state's, whose counts are not this stage's. `done`: what is not
+    /// done to them there ("published", "read").
+    fn of_the_file(&self, open: &OpenFile, epoch: u64, done: &str) -> Result<(), StoreError> {
+        if open.epoch == epoch {
+            return Ok(());
+        }
+        Err(self.error(
+            StoreProblem::Conflict,
+            format!(
+                "the file was replaced on disk: contributions to a stage of the file before are not {done} in the one the path names now, whose stage of that number is another state's (the gate follows the new file at its next read)"
+            ),
+        ))
+    }
+
     /// The live contributions to `stage` of instances other than `except` (see
     /// [`StateStore::contributions`]).
     fn contributions_in(
@@ -1061,10 +1077,17 @@ impl StateStore for SqliteStore {
         ))
     }
 
-    fn publish(&self, contribution: &Contribution, ttl: Duration) -> Result<(), StoreError> {
+    fn publish(
+        &self,
+        contribution: &Contribution,
+        epoch: u64,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
         let now = now_ms();
         let fail = |e: rusqlite::Error| failure(&self.path, &e);
-        self.on_current_file(|OpenFile { connection, .. }| {
+        self.on_current_file(|open| {
+            self.of_the_file(open, epoch, "published")?;
+            let connection = &mut open.connection;
             // A contribution is replaced every sync tick and worthless after a crash: its
             // commit does not wait for the disk (`synchronous = NORMAL`: in WAL mode the file
             // stays consistent, the last commits may be lost with the machine). Release writes
@@ -1082,10 +1105,14 @@ impl StateStore for SqliteStore {
     fn contributions(
         &self,
         stage: u64,
+        epoch: u64,
         except: &str,
         ttl: Duration,
     ) -> Result<Vec<Result<Contribution, BadContribution>>, StoreError> {
-        self.on_current_file(|open| self.contributions_in(&open.connection, stage, except, ttl))
+        self.on_current_file(|open| {
+            self.of_the_file(open, epoch, "read")?;
+            self.contributions_in(&open.connection, stage, except, ttl)
+        })
     }
 }
 

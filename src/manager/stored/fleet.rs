@@ -22,9 +22,12 @@ impl Shared {
     /// the stored one), and always when the store's `fleet_judging` is off. While the store
     /// cannot be reached or read, evaluations go on adding the others' counts as last read:
     /// taking them away, then back, would hide their failures for a window and then count old
-    /// errors as new ones.
+    /// errors as new ones. So they do while the store's file was replaced on disk and the gate
+    /// has not followed the new one yet (a tick's catch-up came before the replacement, or
+    /// could not apply the new file's state): the stage known is the old file's, and nothing
+    /// is published to, or read from, the stage of that number in the new file.
     pub(in crate::manager) fn exchange_contributions(&self, exchange: &mut Exchange) {
-        let (store, instance, ttl, stored_stage, stage, window) = {
+        let (store, instance, ttl, known, stage, window) = {
             let writer = self.lock_writer();
             let Some(link) = writer.store.as_ref() else {
                 return;
@@ -38,23 +41,26 @@ impl Shared {
                 return;
             }
             // Read together under the writer lock: the local stage is the stored one's (the
-            // gates of a store number their stages alike only in the store).
+            // gates of a store number their stages alike only in the store), of the file it
+            // was read from (`known.epoch`: in another file, the stage of that number is
+            // another state, and the store publishes and reads nothing there).
             let current = self.current.load();
             (
                 Arc::clone(&link.store),
                 link.instance.clone(),
                 link.ttl,
-                link.known.stage,
+                link.known,
                 current.route.stage,
                 Duration::from_secs(current.config.rollback_window_seconds),
             )
         };
+        let stored_stage = known.stage;
         let ours = self.monitor.stage_counts(stage);
         let published = store::encode(&instance, stored_stage, &ours)
             .map_err(|why| StoreError::new(store.location(), StoreProblem::Unavailable, why))
-            .and_then(|contribution| store.publish(&contribution, ttl));
+            .and_then(|contribution| store.publish(&contribution, known.epoch, ttl));
         exchange.publishing.note(published.err(), &instance);
-        let rows = match store.contributions(stored_stage, &instance, ttl) {
+        let rows = match store.contributions(stored_stage, known.epoch, &instance, ttl) {
             Ok(rows) => rows,
             Err(error) => {
                 // Judged with the others' counts as last read.

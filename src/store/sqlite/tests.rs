@@ -12,6 +12,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The epoch of a store's first file ([`Guard::epoch`]): the one a stage of a state read or
+/// written there is of, until the path names another file.
+const FIRST_FILE: u64 = 0;
+
 impl SqliteStore {
     /// The store's connection as it is, without looking at the path (rows written or counted
     /// by hand).
@@ -1647,7 +1651,11 @@ fn a_write_behind_another_call_waiting_for_the_lock_waits_one_busy_timeout_in_al
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
     let publisher = Arc::clone(&store);
     let publishing = std::thread::spawn(move || {
-        publisher.publish(&contribution("a", 1, 100), Duration::from_secs(60))
+        publisher.publish(
+            &contribution("a", 1, 100),
+            FIRST_FILE,
+            Duration::from_secs(60),
+        )
     });
     // The publish holds the connection, waiting for the lock, when the write asks for it.
     std::thread::sleep(BUSY / 6);
@@ -1688,15 +1696,21 @@ fn contributions_are_read_per_stage_without_the_readers_own() {
     let (a, b) = (open(&path, "checkout"), open(&path, "checkout"));
     let other_gate = open(&path, "search");
     let ttl = Duration::from_secs(60);
-    a.publish(&contribution("a", 2, 100), ttl).unwrap();
-    b.publish(&contribution("b", 2, 200), ttl).unwrap();
-    b.publish(&contribution("b", 3, 300), ttl).unwrap();
-    other_gate.publish(&contribution("c", 2, 400), ttl).unwrap();
+    a.publish(&contribution("a", 2, 100), FIRST_FILE, ttl)
+        .unwrap();
+    b.publish(&contribution("b", 2, 200), FIRST_FILE, ttl)
+        .unwrap();
+    b.publish(&contribution("b", 3, 300), FIRST_FILE, ttl)
+        .unwrap();
+    other_gate
+        .publish(&contribution("c", 2, 400), FIRST_FILE, ttl)
+        .unwrap();
     // Publishing again replaces the instance's row of that stage.
-    a.publish(&contribution("a", 2, 150), ttl).unwrap();
+    a.publish(&contribution("a", 2, 150), FIRST_FILE, ttl)
+        .unwrap();
     let seen = |store: &SqliteStore, stage, except| {
         let mut found: Vec<(String, u64)> = store
-            .contributions(stage, except, ttl)
+            .contributions(stage, FIRST_FILE, except, ttl)
             .unwrap()
             .into_iter()
             .map(|c| c.unwrap())
@@ -1713,7 +1727,9 @@ fn contributions_are_read_per_stage_without_the_readers_own() {
     assert_eq!(seen(&a, 3, "a"), [("b".to_string(), 300)]);
     assert_eq!(seen(&other_gate, 2, "x"), [("c".to_string(), 400)]);
     assert_eq!(
-        a.contributions(2, "a", ttl).unwrap()[0].as_ref().unwrap(),
+        a.contributions(2, FIRST_FILE, "a", ttl).unwrap()[0]
+            .as_ref()
+            .unwrap(),
         &contribution("b", 2, 200),
         "read back as published"
     );
@@ -1725,11 +1741,12 @@ fn contributions_older_than_their_time_to_live_are_ignored_then_pruned() {
     let path = dir.file("gate.db");
     let (a, b) = (open(&path, "checkout"), open(&path, "checkout"));
     let ttl = Duration::from_millis(300);
-    b.publish(&contribution("b", 1, 200), ttl).unwrap();
-    assert_eq!(a.contributions(1, "a", ttl).unwrap().len(), 1);
+    b.publish(&contribution("b", 1, 200), FIRST_FILE, ttl)
+        .unwrap();
+    assert_eq!(a.contributions(1, FIRST_FILE, "a", ttl).unwrap().len(), 1);
     // b stops publishing (a dead instance); once the time to live has passed, a ignores it...
     let start = std::time::Instant::now();
-    while a.contributions(1, "a", ttl).unwrap().len() == 1 {
+    while a.contributions(1, FIRST_FILE, "a", ttl).unwrap().len() == 1 {
         assert!(start.elapsed() < Duration::from_secs(5), "never expired");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -1742,20 +1759,23 @@ fn contributions_older_than_their_time_to_live_are_ignored_then_pruned() {
     };
     assert_eq!(rows(&a), 1, "ignored, still there");
     // ... and a's next publication prunes it.
-    a.publish(&contribution("a", 1, 100), ttl).unwrap();
+    a.publish(&contribution("a", 1, 100), FIRST_FILE, ttl)
+        .unwrap();
     assert_eq!(rows(&a), 1, "only a's own row is left");
-    assert!(a.contributions(1, "a", ttl).unwrap().is_empty());
+    assert!(a.contributions(1, FIRST_FILE, "a", ttl).unwrap().is_empty());
     // A row dated far ahead (by hand, or before the clock was set back) would never expire
     // and, read first, would push live instances out of the read: ignored, then pruned.
-    b.publish(&contribution("b", 1, 200), ttl).unwrap();
+    b.publish(&contribution("b", 1, 200), FIRST_FILE, ttl)
+        .unwrap();
     a.connection()
         .execute(
             "UPDATE contribution SET updated_at_ms = ?1 WHERE instance = 'b'",
             [i64::MAX],
         )
         .unwrap();
-    assert!(a.contributions(1, "a", ttl).unwrap().is_empty());
-    a.publish(&contribution("a", 1, 100), ttl).unwrap();
+    assert!(a.contributions(1, FIRST_FILE, "a", ttl).unwrap().is_empty());
+    a.publish(&contribution("a", 1, 100), FIRST_FILE, ttl)
+        .unwrap();
     assert_eq!(rows(&a), 1, "the row dated ahead is pruned");
 }
 
@@ -1768,7 +1788,9 @@ fn bad_contribution_rows_are_refused_one_by_one_naming_the_instance_and_the_colu
     for instance in [
         "good", "negative", "text", "huge", "corrupt", "long", "megabyte",
     ] {
-        store.publish(&contribution(instance, 1, 100), ttl).unwrap();
+        store
+            .publish(&contribution(instance, 1, 100), FIRST_FILE, ttl)
+            .unwrap();
     }
     {
         let c = store.connection();
@@ -1803,7 +1825,7 @@ fn bad_contribution_rows_are_refused_one_by_one_naming_the_instance_and_the_colu
             "long",
         );
     }
-    let rows = store.contributions(1, "me", ttl).unwrap();
+    let rows = store.contributions(1, FIRST_FILE, "me", ttl).unwrap();
     let long = rows
         .iter()
         .find_map(|row| row.as_ref().err().filter(|bad| bad.field == "instance"))
@@ -1863,7 +1885,9 @@ fn contribution_rows_whose_instance_is_a_blob_are_refused_each_showing_its_value
     let store = open(&dir.file("gate.db"), "checkout");
     let ttl = Duration::from_secs(60);
     for instance in ["one", "two"] {
-        store.publish(&contribution(instance, 1, 100), ttl).unwrap();
+        store
+            .publish(&contribution(instance, 1, 100), FIRST_FILE, ttl)
+            .unwrap();
     }
     {
         let c = store.connection();
@@ -1879,7 +1903,7 @@ fn contribution_rows_whose_instance_is_a_blob_are_refused_each_showing_its_value
         .unwrap();
     }
     let mut lines: Vec<String> = store
-        .contributions(1, "me", ttl)
+        .contributions(1, FIRST_FILE, "me", ttl)
         .unwrap()
         .into_iter()
         .map(|row| row.unwrap_err().to_string())
@@ -1902,7 +1926,9 @@ fn contribution_rows_whose_instance_is_not_utf8_are_refused_each_showing_its_byt
     let store = open(&dir.file("gate.db"), "checkout");
     let ttl = Duration::from_secs(60);
     for instance in ["one", "two", "ok"] {
-        store.publish(&contribution(instance, 1, 100), ttl).unwrap();
+        store
+            .publish(&contribution(instance, 1, 100), FIRST_FILE, ttl)
+            .unwrap();
     }
     {
         let c = store.connection();
@@ -1916,7 +1942,7 @@ fn contribution_rows_whose_instance_is_not_utf8_are_refused_each_showing_its_byt
             .unwrap();
         }
     }
-    let lines = sorted_lines(store.contributions(1, "me", ttl).unwrap());
+    let lines = sorted_lines(store.contributions(1, FIRST_FILE, "me", ttl).unwrap());
     assert_eq!(
         lines,
         [
@@ -1946,7 +1972,7 @@ fn at_most_max_instances_contributions_are_read() {
         }
     }
     assert_eq!(
-        store.contributions(1, "me", ttl).unwrap().len(),
+        store.contributions(1, FIRST_FILE, "me", ttl).unwrap().len(),
         MAX_INSTANCES
     );
 }
@@ -1988,10 +2014,11 @@ fn a_store_whose_file_was_removed_writes_to_the_file_created_at_its_path() {
     assert_eq!(seen.history.len(), 1);
     let c = open(&path, "checkout");
     assert_eq!(c.load().unwrap(), Some(seen.clone()));
-    // Publishing and reading contributions follow it as well.
+    // Publishing and reading contributions follow it as well (to a stage of a state of the
+    // file: `b`'s second, `c`'s first).
     let ttl = Duration::from_secs(60);
-    b.publish(&contribution("b", 1, 100), ttl).unwrap();
-    assert_eq!(c.contributions(1, "c", ttl).unwrap().len(), 1);
+    b.publish(&contribution("b", 1, 100), 1, ttl).unwrap();
+    assert_eq!(c.contributions(1, FIRST_FILE, "c", ttl).unwrap().len(), 1);
 }
 
 #[test]
@@ -2113,6 +2140,40 @@ fn a_file_replaced_by_another_state_at_the_known_numbers_is_read_and_not_written
         }
     );
     kept_then_written_once_read(&writer, &path, &decided_on_old);
+}
+
+/// Contributions to a stage of a state of the old file (the epoch the caller knows) are
+/// neither published in the new file, where the stage of that number is another state's, nor
+/// read from it: refused as a conflict, saying so, the new file's rows left as they were. Once
+/// the caller knows a state of the new file, they are.
+#[test]
+fn contributions_to_a_stage_of_the_old_file_are_not_published_or_read_in_the_new_one() {
+    let (_dir, _path, store, other) =
+        two_stores_then_a_new_file_at_their_numbers("replaced-contributions");
+    let ttl = Duration::from_secs(60);
+    other
+        .publish(&contribution("other", 1, 200), 1, ttl)
+        .unwrap();
+    let refused = store
+        .publish(&contribution("me", 1, 100), FIRST_FILE, ttl)
+        .unwrap_err();
+    assert_eq!(refused.problem(), StoreProblem::Conflict);
+    assert!(
+        refused
+            .to_string()
+            .contains("the file was replaced on disk: contributions to a stage of the file before are not published in the one the path names now"),
+        "{refused}"
+    );
+    let refused = store.contributions(1, FIRST_FILE, "me", ttl).unwrap_err();
+    assert!(
+        refused.to_string().contains("are not read in the one"),
+        "{refused}"
+    );
+    let rows = || store.contributions(1, 1, "nobody", ttl).unwrap().len();
+    assert_eq!(rows(), 1, "the other's row alone");
+    store.publish(&contribution("me", 1, 100), 1, ttl).unwrap();
+    assert_eq!(rows(), 2);
+    assert_eq!(store.contributions(1, 1, "me", ttl).unwrap().len(), 1);
 }
 
 /// The sync thread reads the new file's state without the writer lock, and a host's write,
