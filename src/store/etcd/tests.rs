@@ -1608,7 +1608,8 @@ fn a_first_read_spends_a_bounded_number_of_requests_on_values_too_large_then_goe
     let lines = LogLines::default();
     let read_counting = || {
         let before = requests.load(Ordering::Relaxed);
-        let mut read = lines.during(|| read_as_text(b.contributions(2, "a", MINUTE).unwrap()));
+        let mut read =
+            lines.during(|| read_as_text(b.contributions(2, EPOCH, "a", MINUTE).unwrap()));
         read.sort();
         (read, requests.load(Ordering::Relaxed) - before)
     };
@@ -1670,9 +1671,10 @@ fn a_read_of_many_slow_pages_keeps_the_instances_lease_alive() {
         None
     });
     let ttl = Duration::from_secs(5);
-    slow.publish(&contribution("slow", 2, 100), ttl).unwrap();
+    slow.publish(&contribution("slow", 2, 100), EPOCH, ttl)
+        .unwrap();
     let started = Instant::now();
-    let read = slow.contributions(2, "slow", ttl).unwrap();
+    let read = slow.contributions(2, EPOCH, "slow", ttl).unwrap();
     assert_eq!(pages.load(Ordering::Relaxed), 4);
     assert!(started.elapsed() > ttl, "{:?}", started.elapsed());
     assert_eq!(read.len(), MAX_INSTANCES);
