@@ -17,6 +17,13 @@
 #   (e) LuaJIT with the rock `luarocks make` installs into a temporary tree (after `luarocks lint`),
 #       on the installed tree and on the runtime install,
 # and checks each printed decision against the routing formula recomputed in Python.
+# Every host is made to find this install and nothing else: an earlier install in /usr/local
+# (or /usr) must not stand in for a file this one lacks. pkg-config reads the prefix's .pc
+# files alone (PKG_CONFIG_LIBDIR, which replaces its default path; PKG_CONFIG_PATH only adds
+# to it), each CMake configure must name the prefix's package as the one it found
+# (promotion_gates_DIR; CMake goes on to /usr/local past a candidate it skips), and the Python
+# and LuaJIT loaders must have mapped the prefix's file (/proc/self/maps, read by the hosts),
+# not a library of the same SONAME the system loader's cache knows.
 # Installs pkg-config, cmake, g++, luajit2, luarocks, and python3-pip and python3-venv when
 # python3 lacks pip or venv, with .ci/apt-install when missing. Everything
 # it writes goes to one mktemp directory, removed at the end (and the build directories pip
@@ -104,14 +111,46 @@ check() {
     failed=$((failed + 1))
   fi
 }
+# stderr_to FILE COMMAND...: runs COMMAND with its standard error in FILE.
+stderr_to() {
+  local file=$1
+  shift
+  "$@" 2>"$file"
+}
+# check_loaded LABEL FILE COMMAND...: check, for a host that prints on standard error, last,
+# the library file it mapped (route.py, route.lua): counts a failure unless that is FILE (by
+# any name). A loader that asked for a name this install lacks would be served by an earlier
+# install's library of the same SONAME (/usr/local/lib, in the loader's cache), and route alike.
+# (Its standard error is left in $tmp/loaded.err.)
+check_loaded() {
+  local label=$1 file=$2 mapped
+  shift 2
+  check "$label" stderr_to "$tmp/loaded.err" "$@"
+  mapped=$(tail -n 1 "$tmp/loaded.err")
+  if ! [ "$mapped" -ef "$file" ]; then
+    echo "FAILED: $label loaded '$mapped', not $file" >&2
+    failed=$((failed + 1))
+  fi
+}
 
 # Installed under one prefix, then moved: the .pc and CMake files find the tree where it lies.
 echo "== install: packaging/install.sh --prefix $tmp/installed, then moved to $prefix"
 "$root/packaging/install.sh" --prefix "$tmp/installed" | tee "$tmp/installed.list"
 mv "$tmp/installed" "$prefix"
 real_tmp=$(cd "$tmp" && pwd -P)
-if grep -rn -e "$tmp/installed" -e "$real_tmp/installed" "$prefix"/lib/pkgconfig "$prefix"/lib/cmake; then
-  echo "FAILED: the installed .pc or CMake files name the prefix they were installed to" >&2
+for file in lib/pkgconfig/promotion_gates.pc lib/pkgconfig/promotion_gates-static.pc \
+  lib/cmake/promotion_gates/promotion_gatesConfig.cmake lib/cmake/promotion_gates/promotion_gatesConfigVersion.cmake \
+  include/promotion_gates.h include/promotion_gates.hpp; do
+  if ! [ -f "$prefix/$file" ] || ! grep -qx "$tmp/installed/$file" "$tmp/installed.list"; then
+    echo "FAILED: install.sh did not write (or list) $file" >&2
+    failed=$((failed + 1))
+  fi
+done
+# (grep's status 2, a file it cannot read, is a failure too, not a file without the name)
+named=0
+grep -rn -e "$tmp/installed" -e "$real_tmp/installed" "$prefix"/lib/pkgconfig "$prefix"/lib/cmake || named=$?
+if [ "$named" -ne 1 ]; then
+  echo "FAILED: the installed .pc or CMake files name the prefix they were installed to, or cannot be read (grep: $named)" >&2
   failed=$((failed + 1))
 fi
 # A build tree's .pc files in directories whose names hold `&` and `|` (which sed's s|...|...|
@@ -120,7 +159,7 @@ for dir in "$tmp/build&tree" "$tmp/build|tree"; do
   if ! "$root/packaging/install.sh" --build-tree-pc "$dir" >/dev/null 2>"$tmp/build_tree.err"; then
     echo "FAILED: install.sh --build-tree-pc '$dir': $(cat "$tmp/build_tree.err")" >&2
     failed=$((failed + 1))
-  elif [ "$(PKG_CONFIG_PATH=$dir pkg-config --variable=libdir promotion_gates-static)" != "$dir" ]; then
+  elif [ "$(env -u PKG_CONFIG_PATH PKG_CONFIG_LIBDIR="$dir" pkg-config --variable=libdir promotion_gates-static)" != "$dir" ]; then
     echo "FAILED: --build-tree-pc '$dir' wrote $(grep '^libdir=' "$dir/promotion_gates-static.pc")" >&2
     failed=$((failed + 1))
   fi
@@ -208,7 +247,11 @@ if PATH="$tmp/no_cargo" CARGO_TARGET_DIR="$spaced/old_target" "$spaced/packaging
   echo "FAILED: install.sh --no-build of a build whose dep-info names no source here: $(cat "$tmp/old_build.err")" >&2
   failed=$((failed + 1))
 fi
-export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+# The prefix's .pc files alone: PKG_CONFIG_LIBDIR replaces pkg-config's default path
+# (/usr/local/lib/pkgconfig, /usr/lib/pkgconfig, ...), where an earlier install's .pc would
+# answer for one this install lacks; PKG_CONFIG_PATH only adds to it, and is dropped.
+unset PKG_CONFIG_PATH
+export PKG_CONFIG_LIBDIR="$prefix/lib/pkgconfig"
 libs=$(pkg-config --libs promotion_gates)
 [[ " $libs " == *" -lpromotion_gates_ffi "* ]] ||
   { echo "pkg-config --libs promotion_gates gave '$libs', without -lpromotion_gates_ffi" >&2 && exit 1; }
@@ -291,7 +334,20 @@ fi
 check "C, static after another -L" "$tmp/route_c_static_after_l"
 
 echo "== (b) CMake, find_package(promotion_gates)"
-cmake -S "$hosts" -B "$tmp/cmake" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
+# found_in LABEL LOG DIR: counts a failure unless the configure whose output is LOG found the
+# package in DIR (its `-- promotion_gates_DIR: ` line, the same directory by any name): a
+# candidate CMake skips (another version, a file missing) sends it on to /usr/local and /usr.
+found_in() {
+  local dir
+  dir=$(sed -n 's/^-- promotion_gates_DIR: //p' "$2")
+  if [ -z "$dir" ] || ! [ "$dir" -ef "$3" ]; then
+    echo "FAILED: $1: find_package found the package in '$dir', not in $3" >&2
+    failed=$((failed + 1))
+    return 1
+  fi
+}
+cmake -S "$hosts" -B "$tmp/cmake" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release >"$tmp/cmake.log"
+found_in "find_package(promotion_gates)" "$tmp/cmake.log" "$prefix/lib/cmake/promotion_gates" || true
 cmake --build "$tmp/cmake" -j "$(nproc 2>/dev/null || echo 2)" >/dev/null
 shared "C++ (promotion_gates::cpp)" "$tmp/cmake/route_cpp"
 check "C++ (promotion_gates::cpp)" "$tmp/cmake/route_cpp"
@@ -301,8 +357,11 @@ for case in "$major.$minor=1" "$major=$((minor == 0))" "$major.$((minor + 1))=0"
   "$major.0...$major.$((minor + 4))=1" "$major.$((minor + 1))...$((major + 1)).0=0"; do
   request=${case%=*} expect=${case##*=}
   if cmake -S "$hosts/versions" -B "$tmp/versions" -DCMAKE_PREFIX_PATH="$prefix" \
-    -DREQUEST="$request" -DEXPECTED="$expect" >/dev/null 2>"$tmp/versions.err"; then
-    echo "ok: find_package(promotion_gates $request): found $expect"
+    -DREQUEST="$request" -DEXPECTED="$expect" >"$tmp/versions.log" 2>"$tmp/versions.err"; then
+    if [ "$expect" = 0 ] || found_in "find_package(promotion_gates $request)" "$tmp/versions.log" \
+      "$prefix/lib/cmake/promotion_gates"; then
+      echo "ok: find_package(promotion_gates $request): found $expect"
+    fi
   else
     echo "FAILED: $(grep -m1 'find_package' "$tmp/versions.err" || tail -n 3 "$tmp/versions.err")" >&2
     failed=$((failed + 1))
@@ -314,14 +373,20 @@ echo "== (b) CMake, find_package(promotion_gates) with one library installed"
 # find_package_host PREFIX LINK [COMPONENT [CPP_SOURCE]]: configures and builds
 # hosts/find_package against PREFIX, route.c linked to the target LINK, into $tmp/found (its
 # output in $tmp/found.log); with CPP_SOURCE, after adding that source build of bindings/cpp
-# on PREFIX's library.
+# on PREFIX's library. A package found anywhere but in PREFIX's lib/cmake/promotion_gates (or
+# $package_dir, when set) fails it, with an error in the log.
 find_package_host() {
-  local source=()
+  local source=() expected=${package_dir:-$1/lib/cmake/promotion_gates} dir
   [ -z "${4:-}" ] || source=(-DCPP_SOURCE="$4" -DPGATE_LIBRARY_DIR="$1/lib")
   rm -rf "$tmp/found"
   cmake -S "$hosts/find_package" -B "$tmp/found" -DCMAKE_PREFIX_PATH="$1" -DLINK="$2" \
-    -DCOMPONENTS="${3:-}" "${source[@]}" >"$tmp/found.log" 2>&1 &&
-    cmake --build "$tmp/found" >>"$tmp/found.log" 2>&1
+    -DCOMPONENTS="${3:-}" "${source[@]}" >"$tmp/found.log" 2>&1 || return 1
+  dir=$(sed -n 's/^-- promotion_gates_DIR: //p' "$tmp/found.log")
+  if ! [ "$dir" -ef "$expected" ]; then
+    echo "error: find_package found the package in '$dir', not in $expected" >>"$tmp/found.log"
+    return 1
+  fi
+  cmake --build "$tmp/found" >>"$tmp/found.log" 2>&1
 }
 # The first error in $tmp/found.log and what follows it, on one line (CMake wraps its
 # messages): whole, for a check to read (its paths as long as TMPDIR makes them), and its
@@ -395,7 +460,7 @@ arch=$(cc -print-multiarch 2>/dev/null || true)
   --destdir "$tmp/merged_staged" >/dev/null
 mv "$tmp/merged_staged" "$tmp/merged"
 ln -s usr/lib "$tmp/merged/lib"
-if find_package_host "$tmp/merged" promotion_gates::c_static; then
+if package_dir="$tmp/merged/usr/lib${arch:+/$arch}/cmake/promotion_gates" find_package_host "$tmp/merged" promotion_gates::c_static; then
   found_dir=$(sed -n 's/^-- promotion_gates_DIR: //p' "$tmp/found.log")
   found_include=$(sed -n 's/^-- promotion_gates_INCLUDE_DIR: //p' "$tmp/found.log")
   if [[ "$found_dir" != "$tmp/merged/lib/"* ]]; then
@@ -423,7 +488,7 @@ ln -s ../disk/lib "$linked/prefix/lib"
 "$root/packaging/install.sh" --no-build --prefix "$linked/prefix" >/dev/null 2>"$tmp/linked.err"
 # shellcheck disable=SC2046
 if cc -std=c11 -Wall -Wextra -Werror "$hosts/route.c" -o "$tmp/route_c_linked" \
-  $(PKG_CONFIG_PATH="$linked/prefix/lib/pkgconfig" pkg-config --cflags --libs promotion_gates-static) 2>"$tmp/linked_cc.err"; then
+  $(PKG_CONFIG_LIBDIR="$linked/prefix/lib/pkgconfig" pkg-config --cflags --libs promotion_gates-static) 2>"$tmp/linked_cc.err"; then
   check "C (pkg-config, static), lib/ a link elsewhere" "$tmp/route_c_linked"
 else
   echo "FAILED: pkg-config on a prefix whose lib/ is a link elsewhere: $(grep -m1 -i error "$tmp/linked_cc.err"); $(head -n 1 "$tmp/linked.err")" >&2
@@ -468,23 +533,27 @@ if "License-Expression: Apache-2.0" not in metadata or not carried or wheel.read
 PY
 python3 -m venv "$tmp/venv"
 "$tmp/venv/bin/pip" install -q "$wheel"
-# From another directory, without PROMOTION_GATES_LIBRARY: only the wheel can provide it.
-(cd "$tmp" && env -u PROMOTION_GATES_LIBRARY -u PYTHONPATH "$tmp/venv/bin/python" "$hosts/route.py" "$gate" "$percent" "$id" \
-  2>"$tmp/python_library" >/dev/null) || true
-# The package names the library it loaded by its resolved path ($tmp lies under a link).
+# From another directory, without PROMOTION_GATES_LIBRARY: only the wheel can provide it; the
+# package names it by its resolved path ($tmp lies under a link), and the process mapped it.
 bundled=$(echo "$tmp"/venv/lib/python3*/site-packages/promotion_gates/libpromotion_gates_ffi.so)
-if ! [ "$(tail -n 1 "$tmp/python_library")" -ef "$bundled" ]; then
-  echo "FAILED: Python loaded the library from $(cat "$tmp/python_library"), not from the wheel" >&2
+check_loaded "Python (wheel)" "$bundled" \
+  env -C "$tmp" -u PROMOTION_GATES_LIBRARY -u PYTHONPATH "$tmp/venv/bin/python" "$hosts/route.py"
+if ! [ "$(tail -n 2 "$tmp/loaded.err" | head -n 1)" -ef "$bundled" ]; then
+  echo "FAILED: Python names the library it loaded $(tail -n 2 "$tmp/loaded.err" | head -n 1), not the wheel's $bundled" >&2
   failed=$((failed + 1))
 fi
-check "Python (wheel)" env -C "$tmp" -u PROMOTION_GATES_LIBRARY -u PYTHONPATH "$tmp/venv/bin/python" "$hosts/route.py"
 # The system loader, from a copy of the package that is neither bundled nor in a checkout: it
-# asks for the SONAME first, so a runtime install serves it.
+# asks for the SONAME first, so a runtime install serves it (the runtime install's file, not
+# one of the same SONAME elsewhere on the loader's path).
 mkdir -p "$tmp/python_source"
 cp -r "$root/bindings/python/src/promotion_gates" "$tmp/python_source/"
 rm -f "$tmp/python_source/promotion_gates/libpromotion_gates_ffi.so"
-check "Python (system loader, runtime install)" env -C "$tmp" -u PROMOTION_GATES_LIBRARY \
+check_loaded "Python (system loader, runtime install)" "$runtime/$real" env -C "$tmp" -u PROMOTION_GATES_LIBRARY \
   PYTHONPATH="$tmp/python_source" LD_LIBRARY_PATH="$runtime" python3 "$hosts/route.py"
+if [ "$(tail -n 2 "$tmp/loaded.err" | head -n 1)" != "$soname" ]; then
+  echo "FAILED: Python's system loader was asked for $(tail -n 2 "$tmp/loaded.err" | head -n 1), not the SONAME $soname" >&2
+  failed=$((failed + 1))
+fi
 
 echo "== (d) Go: a module outside the repository"
 mkdir -p "$tmp/gohost"
@@ -512,11 +581,12 @@ rockspec="$root/bindings/lua/promotion-gates-$version-1.rockspec"
 luarocks lint "$rockspec"
 (cd "$root" && luarocks make --tree "$tmp/rocks" "$rockspec" >/dev/null)
 lua_path=$(luarocks path --tree "$tmp/rocks" --lr-path)
-check "LuaJIT (rock)" env -C "$tmp" LUA_PATH="$lua_path;;" LD_LIBRARY_PATH="$libdir" \
+check_loaded "LuaJIT (rock)" "$libdir/$real" env -C "$tmp" LUA_PATH="$lua_path;;" LD_LIBRARY_PATH="$libdir" \
   luajit "$hosts/route.lua"
-# Without a path the module asks for the SONAME first, so a runtime install serves it too.
-check "LuaJIT (rock, runtime install)" env -C "$tmp" LUA_PATH="$lua_path;;" LD_LIBRARY_PATH="$runtime" \
-  luajit "$hosts/route.lua"
+# Without a path the module asks for the SONAME first, so a runtime install serves it too
+# (its file, not one of the same SONAME elsewhere on the loader's path).
+check_loaded "LuaJIT (rock, runtime install)" "$runtime/$real" env -C "$tmp" LUA_PATH="$lua_path;;" \
+  LD_LIBRARY_PATH="$runtime" luajit "$hosts/route.lua"
 
 echo "== packaging: $((SECONDS - start)) s"
 echo "$passed passed, $failed failed"

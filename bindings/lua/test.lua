@@ -1692,9 +1692,24 @@ local function test_pgate_lib()
     os.remove(script)
     return output
   end
-  local output = child("PGATE_LIB= LD_LIBRARY_PATH=" .. shell_word(lib_path:match("^(.*)/")),
-                       'local pg = require("promotion_gates")\nprint(pg.version())')
-  check(output == pg._VERSION .. "\n", "an empty PGATE_LIB is unset: " .. output)
+  -- Loaded by the name the SONAME gives from $PGATE_LIB's directory (test.sh links it there):
+  -- the file the child mapped must be that library, not one of the same name that the
+  -- loader's cache knows elsewhere (an earlier install in /usr/local/lib).
+  local output = child("PGATE_LIB= LD_LIBRARY_PATH=" .. shell_word(lib_path:match("^(.*)/")), [[
+local pg = require("promotion_gates")
+print(pg.version())
+for line in io.lines("/proc/self/maps") do
+  local path = line:match("^%S+%s+%S+%s+%S+%s+%S+%s+%S+%s+(.+)$")
+  if path and path:match("[^/]*$"):find("libpromotion_gates_ffi", 1, true) then
+    print(path)
+    break
+  end
+end]])
+  local version, mapped = output:match("^([^\n]*)\n([^\n]*)\n$")
+  check(version == pg._VERSION, "an empty PGATE_LIB is unset: " .. output)
+  local same = mapped and os.execute("[ " .. shell_word(mapped) .. " -ef " .. shell_word(lib_path) .. " ]")
+  check(same == 0 or same == true, "an empty PGATE_LIB loads " .. lib_path .. " by its SONAME: mapped "
+                                     .. tostring(mapped))
   output = child("PGATE_LIB=/nonexistent/libpromotion_gates_ffi.so",
                  'local ok, err = pcall(require("promotion_gates").load)\nprint(ok, err)')
   check(output:find('false\t[^\n]*PGATE_LIB="/nonexistent/libpromotion_gates_ffi.so" could not be '

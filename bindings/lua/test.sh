@@ -12,6 +12,10 @@ command -v luajit >/dev/null || .ci/apt-install luajit2
 echo "== cargo build --release -p promotion-gates-ffi"
 cargo build --release -p promotion-gates-ffi
 lib="$(.ci/build-dir release)/libpromotion_gates_ffi.so"
+# The link the library's SONAME names (libpromotion_gates_ffi.so.ABI) beside it, which the
+# module asks the loader for first: test.lua loads it from there by that name (without it,
+# the loader would go on to a library of that name elsewhere, an earlier install's).
+packaging/install.sh --build-tree-pc "$(dirname "$(dirname "$lib")")/pkgconfig" >/dev/null
 
 # The same line format the C tests read (see bindings/c/README.md).
 mkdir -p bindings/lua/build
