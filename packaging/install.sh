@@ -38,10 +38,12 @@
 # --no-build    install what the last `cargo build --release -p promotion-gates-ffi` built
 #               (in TARGET/release, or TARGET/$CARGO_BUILD_TARGET/release when that is set),
 #               saying on stderr which directory and when it was built; refused when a source
-#               file under src/ or ffi/src that build read changed after it, or when its
-#               dep-info names no source of this checkout (sudo drops CARGO_TARGET_DIR and
-#               CARGO_BUILD_TARGET, and may find an older build in target/release: name them
-#               again, `sudo env CARGO_TARGET_DIR=... install.sh ...`)
+#               file under src/ or ffi/src that build read changed after it, when its SONAME
+#               (read with readelf) is not the one this checkout's version names (a build from
+#               before a version bump), or when its dep-info names no source of this checkout
+#               (sudo drops CARGO_TARGET_DIR and CARGO_BUILD_TARGET, and may find an older
+#               build in target/release: name them again, `sudo env CARGO_TARGET_DIR=...
+#               install.sh ...`)
 # --build-tree-pc DIR  installs nothing: writes both .pc files into DIR, describing this
 #               checkout's build (cargo's target directory, release) and include/, for
 #               PKG_CONFIG_PATH (bindings/go/test.sh uses it), and the static .pc's link to
@@ -222,6 +224,19 @@ if [ "$build" -eq 0 ]; then
       "CARGO_TARGET_DIR=\"\$CARGO_TARGET_DIR\" packaging/install.sh --no-build ..." >&2
     exit 1
   done < <(find "$real_root/src" "$real_root/ffi/src" -type f -newer "$lib" -print0)
+  # Nor can a version bump be seen there (Cargo.toml, whose version ffi/build.rs writes into the
+  # library as its SONAME): the build's SONAME must be the one this checkout's version names,
+  # which the links, .pc and CMake files below give it, or the old library would be installed
+  # under the new version's names.
+  command -v readelf >/dev/null ||
+    { echo "install.sh: --no-build: readelf (binutils) is needed to read the SONAME of $lib" >&2 && exit 1; }
+  built_soname=$(readelf -d "$lib" | sed -n 's/.*(SONAME).*\[\(.*\)\]$/\1/p')
+  if [ "$built_soname" != "$soname" ]; then
+    echo "install.sh: --no-build: $lib has the SONAME '$built_soname', and this checkout's version" \
+      "$version names $soname: it was built from another version; build it again, as yourself," \
+      "cargo build --release -p promotion-gates-ffi, then install" >&2
+    exit 1
+  fi
 fi
 
 lib_to="$destdir$libdir" include_to="$destdir$includedir"

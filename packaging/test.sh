@@ -211,7 +211,7 @@ built=$("$root/.ci/build-dir" release)
 mkdir -p "$tmp/old_target/release" "$tmp/no_cargo"
 cp -p "$built"/libpromotion_gates_ffi.{so,a,d} "$tmp/old_target/release/"
 touch -d 2000-01-01 "$tmp/old_target/release/libpromotion_gates_ffi.so"
-for tool in bash env dirname cat awk sort head date find grep sed realpath mkdir; do ln -sf "$(command -v "$tool")" "$tmp/no_cargo/$tool"; done
+for tool in bash env dirname cat awk sort head date find grep sed realpath mkdir readelf install ln; do ln -sf "$(command -v "$tool")" "$tmp/no_cargo/$tool"; done
 real_root=$(cd "$root" && pwd -P)
 ln -s "$root" "$tmp/link"
 mkdir -p "$tmp/link_target" "$tmp/relative_target"
@@ -220,9 +220,10 @@ sed "s|$real_root/|$tmp/link/|g" "$tmp/old_target/release/libpromotion_gates_ffi
 sed "s|$real_root/||g" "$tmp/old_target/release/libpromotion_gates_ffi.d" >"$tmp/relative_target/release/libpromotion_gates_ffi.d"
 mkdir -p "$tmp/a checkout"
 spaced=$(cd "$tmp/a checkout" && pwd -P)
-mkdir -p "$spaced/packaging" "$spaced/.ci" "$spaced/ffi" "$spaced/old_target/release"
-cp -rp "$root/src" "$root/Cargo.toml" "$spaced/" && cp -rp "$root/ffi/src" "$spaced/ffi/"
-cp -p "$root/packaging/install.sh" "$spaced/packaging/" && cp -p "$root/.ci/build-dir" "$spaced/.ci/"
+mkdir -p "$spaced/packaging" "$spaced/.ci" "$spaced/ffi" "$spaced/old_target/release" "$spaced/bindings/cpp"
+cp -rp "$root/src" "$root/Cargo.toml" "$root/include" "$root/LICENSE" "$spaced/" && cp -rp "$root/ffi/src" "$spaced/ffi/"
+cp -p "$root/packaging/install.sh" "$root/packaging/"*.in "$spaced/packaging/" && cp -p "$root/.ci/build-dir" "$spaced/.ci/"
+cp -rp "$root/bindings/cpp/include" "$spaced/bindings/cpp/"
 cp -p "$tmp/old_target/release/libpromotion_gates_ffi."{so,a} "$spaced/old_target/release/"
 sed "s|$real_root/|${spaced// /\\\\ }/|g" "$tmp/old_target/release/libpromotion_gates_ffi.d" >"$spaced/old_target/release/libpromotion_gates_ffi.d"
 for checkout in "$root:$real_root:$tmp/old_target" "$tmp/link:$real_root:$tmp/old_target" \
@@ -294,6 +295,32 @@ fi
 installed_soname=$(readelf -d "$libdir/libpromotion_gates_ffi.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
 [ "$installed_soname" = "$soname" ] ||
   { echo "FAILED: the installed library's SONAME is '$installed_soname', not $soname" >&2 && failed=$((failed + 1)); }
+# --no-build of a build newer than every source, made before a version bump (Cargo.toml's
+# version, which names the SONAME, is no source file under src/): refused, naming the build's
+# SONAME and the one the new version names, nothing installed; the same build, in the same
+# copy before the bump, installs without cargo (as under sudo), its SONAME link named for it.
+sed "s|$real_root/|${spaced// /\\\\ }/|g" "$tmp/old_target/release/libpromotion_gates_ffi.d" >"$spaced/old_target/release/libpromotion_gates_ffi.d"
+touch "$spaced/old_target/release/libpromotion_gates_ffi.so"
+bumped=$major.$((minor + 1)).0
+if [ "$major" = 0 ]; then bumped_soname=libpromotion_gates_ffi.so.0.$((minor + 1)); else bumped_soname=libpromotion_gates_ffi.so.$((major + 1)) bumped=$((major + 1)).0.0; fi
+if ! PATH="$tmp/no_cargo" CARGO_TARGET_DIR="$spaced/old_target" "$spaced/packaging/install.sh" --no-build \
+  --prefix "$tmp/spaced_installed" >/dev/null 2>"$tmp/spaced.err" || ! [ -L "$tmp/spaced_installed/lib/$soname" ]; then
+  echo "FAILED: install.sh --no-build of a current build from $spaced: $(cat "$tmp/spaced.err"), $(ls "$tmp/spaced_installed/lib" 2>&1)" >&2
+  failed=$((failed + 1))
+fi
+awk -v bumped="$bumped" '/^\[workspace.package\]/ {p = 1} p && !done && /^version *=/ {$0 = "version = \"" bumped "\""; done = 1} {print}' \
+  "$spaced/Cargo.toml" >"$spaced/Cargo.toml.bumped" && mv "$spaced/Cargo.toml.bumped" "$spaced/Cargo.toml"
+if PATH="$tmp/no_cargo" CARGO_TARGET_DIR="$spaced/old_target" "$spaced/packaging/install.sh" --no-build \
+  --prefix "$tmp/not_installed" >/dev/null 2>"$tmp/bumped.err"; then
+  echo "FAILED: install.sh --no-build installed a build of $version as $bumped" >&2
+  failed=$((failed + 1))
+elif ! grep -Fq "has the SONAME '$soname', and this checkout's version $bumped names $bumped_soname" "$tmp/bumped.err" ||
+  [ -e "$tmp/not_installed" ]; then
+  echo "FAILED: install.sh --no-build of a build of $version after a bump to $bumped: $(cat "$tmp/bumped.err"), $(ls "$tmp/not_installed" 2>&1)" >&2
+  failed=$((failed + 1))
+else
+  echo "ok: install.sh --no-build of a build of $version after a bump to $bumped: refused"
+fi
 
 echo "== (a) C, pkg-config: $libs"
 # shellcheck disable=SC2046 # pkg-config's output is a list of words
