@@ -145,7 +145,7 @@ def test_the_watcher_stops_when_the_gate_is_closed_even_from_the_callback() -> N
     assert not watcher.running and watcher.error is None
     with pytest.raises(GateClosedError):
         gate.change_count()
-    with pytest.raises(GateClosedError):
+    with pytest.raises(GateClosedError, match="^on_change on a closed Gate"):
         gate.on_change(close_it)
 
 
@@ -445,7 +445,7 @@ def test_a_close_while_on_change_subscribes_refuses_the_watcher(
 
     monkeypatch.setattr(changes._Subscription, "__init__", close_then_subscribe)
     before = watcher_threads()
-    with pytest.raises(GateClosedError, match="on a closed Gate"):
+    with pytest.raises(GateClosedError, match="^on_change on a closed Gate"):
         gate.on_change(lambda change: None, interval=60)
     assert gate._watchers == []
     assert watcher_threads() == before

@@ -188,8 +188,12 @@ class ChangeWatcher:
         #: without its traceback (reported with it through threading.excepthook), whose frames
         #: would keep the gate alive.
         self.error: BaseException | None = None
-        # The changes made from now on; read before the thread starts, so none is lost.
-        self._seen = gate.change_count()
+        # The changes made from now on; read before the thread starts, so none is lost. A closed
+        # gate is refused naming the call made, on_change, not the count it reads.
+        try:
+            self._seen = gate.change_count()
+        except GateClosedError:
+            raise GateClosedError("on_change") from None
         subscription = _Subscription(callback, stop)
         # The gate keeps the callback (the thread does not) and stops the watcher when closed.
         gate._watchers.append(subscription)
@@ -199,7 +203,7 @@ class ChangeWatcher:
             # not woken. Refused as a closed gate refuses on_change (the append and close's
             # steps are each atomic under the GIL: a close that missed it is seen here).
             gate._watchers.remove(subscription)
-            raise GateClosedError("change_count")
+            raise GateClosedError("on_change")
         self._subscription = weakref.ref(subscription)
         self._thread = threading.Thread(target=self._run, name="promotion-gates-changes", daemon=True)
         self._thread.start()
