@@ -23,6 +23,24 @@ release=$("$root/.ci/build-dir" release)
 # from there.
 "$root/packaging/install.sh" --build-tree-pc "$(dirname "$release")/pkgconfig" >/dev/null
 
+# Configured on a library directory whose only SONAME link is of another version (another
+# build's, here the next minor's): refused, naming the link the workspace's version asks for,
+# which the programs would record and not find (the check took any .so.* link).
+version=$(awk -F'"' '/^\[workspace.package\]/ {p = 1} p && /^version *=/ {print $2; exit}' "$root/Cargo.toml")
+IFS=. read -r major minor _ <<<"$version"
+abi=$major
+[ "$major" != 0 ] || abi=0.$minor
+stale=$(mktemp -d)
+trap 'rm -rf "$stale"' EXIT
+ln -s "$release/libpromotion_gates_ffi.so" "$stale/"
+ln -s libpromotion_gates_ffi.so "$stale/libpromotion_gates_ffi.so.$major.$((minor + 1))"
+if cmake -S "$here" -B "$stale/build" -DPGATE_LIBRARY_DIR="$stale" -DPGATE_BUILD_TESTS=OFF >"$stale/log" 2>&1; then
+  echo "FAIL: configured on $stale, which lacks libpromotion_gates_ffi.so.$abi" >&2 && exit 1
+elif ! tr -s ' \n' ' ' <"$stale/log" | grep -Fq "$stale/libpromotion_gates_ffi.so.$abi, the name the loader is asked for"; then
+  echo "FAIL: the configure without libpromotion_gates_ffi.so.$abi said: $(cat "$stale/log")" >&2 && exit 1
+fi
+echo "ok: a SONAME link of another version is refused, naming libpromotion_gates_ffi.so.$abi"
+
 jobs=$(nproc 2>/dev/null || echo 4)
 run() {  # run BUILD_DIR [cmake args...]
   local dir=$1
