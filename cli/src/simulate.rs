@@ -248,8 +248,9 @@ fn check_least_rate_flags(scenario: &Scenario, args: &SimulateArgs) -> Result<()
             "invalid --rps = {}: at least {} with sample = {sample}: {why} (raise --rps or \
              lower --sample)",
             shown_number(rps),
-            shown_number(sample as f64 / shortest),
+            shown_number(scenario.least_rps()),
         ))),
+        // The same product as the check's, so that the most stated is taken.
         (None, Some(_)) if scenario.rps * shortest >= 1.0 => Err(CliError::Usage(format!(
             "invalid --sample = {sample}: at most {} with rps = {}: {why} (lower --sample)",
             shown_number((scenario.rps * shortest).floor()),
@@ -410,7 +411,7 @@ fn write_report(out: &mut impl Write, json: bool, report: &Report) -> io::Result
 mod tests {
     use super::*;
     use crate::scenario::{
-        Incident, MAX_EXTENSIONS, MAX_RUN_S, ScenarioName, StageKind, StageSpec,
+        Incident, MAX_EXTENSIONS, MAX_RUN_S, MIN_EXTENSION_S, ScenarioName, StageKind, StageSpec,
     };
     use proptest::prelude::*;
 
@@ -519,6 +520,19 @@ mod tests {
         ]
     }
 
+    /// Canary stages of `lengths`, at 1 %, 2 %, 3 % and on.
+    fn canary_ramp(lengths: &[f64]) -> Vec<StageSpec> {
+        lengths
+            .iter()
+            .enumerate()
+            .map(|(i, &duration_s)| StageSpec {
+                environment: StageKind::Canary,
+                traffic_percent: Some(i as f64 + 1.0),
+                duration_s,
+            })
+            .collect()
+    }
+
     prop_compose! {
         /// A scenario as a file may write it: its run need not fit as written, as long as some
         /// --duration makes it fit.
@@ -535,17 +549,8 @@ mod tests {
             interval_ms in prop_oneof![Just(1u64), Just(10), Just(1000), Just(3_600_000)],
             incident in proptest::option::of((0usize..8, prop_oneof![Just(0.0), Just(1.0), 0.0f64..1.0], proptest::option::of(length()))),
         ) -> Scenario {
-            let stages: Vec<StageSpec> = lengths
-                .iter()
-                .enumerate()
-                .map(|(i, &duration_s)| StageSpec {
-                    environment: StageKind::Canary,
-                    traffic_percent: Some(i as f64 + 1.0),
-                    duration_s,
-                })
-                .collect();
             let mut scenario = Scenario {
-                stages,
+                stages: canary_ramp(&lengths),
                 extension_s,
                 max_extensions,
                 rps: (rate * sample as f64).min(crate::scenario::MAX_RPS),
@@ -650,6 +655,169 @@ mod tests {
             );
         }
         Ok(true)
+    }
+
+    /// `scenario` as `simulate` runs it with `--rps` and `--sample` as given.
+    fn with_rate_flags(
+        scenario: &Scenario,
+        rps: Option<f64>,
+        sample: Option<u64>,
+    ) -> Result<Scenario, CliError> {
+        let args = SimulateArgs {
+            rps,
+            sample,
+            duration: None,
+            ..with_duration(0.0)
+        };
+        with_flags(scenario.clone(), Path::new("s.json"), None, &args)
+    }
+
+    /// The number a refusal states after `before` (`"at least "`), up to the next space.
+    fn stated<T: std::str::FromStr>(message: &str, before: &str) -> Option<T> {
+        let (_, rest) = message.split_once(before)?;
+        rest.split(' ').next()?.parse().ok()
+    }
+
+    prop_compose! {
+        /// A ramp (stages of whole milliseconds from 10 ms to 100 s, as in the sweep that
+        /// found the stated bounds refused, or of any length from 10 ms to 100 s) with a
+        /// `sample`; an rps below the least its shortest stage takes (a share of it), and
+        /// one above (a round one, or a multiple of the least).
+        fn rates()(
+            lengths in prop::collection::vec(
+                prop_oneof![
+                    (10u32..100_000).prop_map(|ms| f64::from(ms) / 1e3),
+                    (-2.0f64..2.0).prop_map(|e| 10f64.powf(e).max(MIN_EXTENSION_S)),
+                ],
+                1..4,
+            ),
+            sample in prop_oneof![Just(1u64), 1u64..100, 1u64..100_000],
+            short in 0.0f64..1.0,
+            above in prop_oneof![
+                (1u32..=1000).prop_map(|r| Above::Rps(f64::from(r) * 1000.0)),
+                (1.0f64..1000.0).prop_map(Above::TimesTheLeast),
+            ],
+        ) -> (Scenario, f64, Above) {
+            let scenario = Scenario {
+                stages: canary_ramp(&lengths),
+                max_extensions: 0,
+                sample,
+                ..Scenario::default()
+            };
+            let least = scenario.sample as f64 / scenario.shortest_stage_seconds();
+            (scenario, (least * short).max(f64::MIN_POSITIVE), above)
+        }
+    }
+
+    /// An rps above the least a scenario takes: a round one, or a multiple of the least.
+    #[derive(Debug, Clone, Copy)]
+    enum Above {
+        Rps(f64),
+        TimesTheLeast(f64),
+    }
+
+    /// Every bound the least-requests refusal states is accepted: the least `rps` of the file's
+    /// refusal and of `--rps`'s, and the most `--sample` of `--sample`'s. They were computed
+    /// with other roundings than the check's (`sample / duration_s` and `floor(rps ×
+    /// duration_s)` against `rps / sample × duration_s >= 1`), and a sweep of samples and
+    /// stages at 1000 rps found about 1 stated bound in 5 refused.
+    #[test]
+    fn every_bound_the_least_requests_refusal_states_is_accepted() {
+        let config = ProptestConfig {
+            source_file: Some(file!()),
+            ..ProptestConfig::with_cases(2000)
+        };
+        proptest::test_runner::TestRunner::new(config)
+            .run(&rates(), |(scenario, low, above)| {
+                the_stated_least_requests_run(&scenario, low, above)
+            })
+            .unwrap_or_else(|failed| panic!("{failed}"));
+    }
+
+    /// One case of [`every_bound_the_least_requests_refusal_states_is_accepted`]: `scenario`
+    /// refused at rps `low`, then at `--rps low`, each bound stated taken; `--sample` refused
+    /// at an rps `above` the least, the most stated taken.
+    fn the_stated_least_requests_run(
+        scenario: &Scenario,
+        low: f64,
+        above: Above,
+    ) -> Result<(), TestCaseError> {
+        let at = |rps: f64| Scenario {
+            rps,
+            ..scenario.clone()
+        };
+        let refusal = at(low).validate_least_requests();
+        prop_assume!(refusal.is_err());
+        let refusal = refusal.unwrap_err().to_string();
+        let least: f64 = stated(&refusal, "at least ").unwrap();
+        prop_assert!(at(least).validate_least_requests().is_ok(), "{}", refusal);
+        prop_assume!(least <= MAX_RPS);
+        match with_rate_flags(scenario, Some(low), None) {
+            Err(CliError::Usage(message)) => {
+                prop_assert_eq!(
+                    stated::<f64>(&message, "at least "),
+                    Some(least),
+                    "{}",
+                    message
+                );
+            }
+            other => prop_assert!(false, "--rps {low}: {other:?}"),
+        }
+        let run = with_rate_flags(scenario, Some(least), None);
+        prop_assert!(run.is_ok(), "--rps {least}: {run:?}");
+        let rps = match above {
+            Above::Rps(rps) => rps,
+            Above::TimesTheLeast(times) => (least * times).min(MAX_RPS),
+        };
+        prop_assume!(rps >= least);
+        match with_rate_flags(&at(rps), None, Some(u64::MAX)) {
+            Err(CliError::Usage(message)) => {
+                let most: u64 = stated(&message, "at most ").unwrap();
+                let run = with_rate_flags(&at(rps), None, Some(most));
+                prop_assert!(run.is_ok(), "{message}; --sample {most}: {run:?}");
+            }
+            other => prop_assert!(false, "--sample {}: {other:?}", u64::MAX),
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_least_requests_bounds_are_accepted_where_rounding_differs() {
+        // A 0.093 s stage: 1 / 0.093 = 10.75268817204301, stated as the least rps with
+        // sample = 1, is 0.9999999999999999 of a request there; the next number up is stated.
+        let file = scenario_file(
+            r#"{"max_extensions":0,"stages":[{"traffic_percent":1,"duration_s":0.093}]}"#,
+        );
+        let stated_at = |rps: f64| {
+            let mut scenario = file.clone();
+            scenario.rps = rps;
+            scenario
+                .validate_least_requests()
+                .map_err(|e| e.to_string())
+        };
+        let refusal = stated_at(10.75268817204301).unwrap_err();
+        assert!(
+            refusal.starts_with(
+                "invalid rps = 10.75268817204301: at least 10.752688172043012 with sample = 1"
+            ),
+            "{refusal}"
+        );
+        assert_eq!(stated_at(10.752688172043012), Ok(()));
+        // At 1000 rps, --sample 94 states at most 93, which is taken (1000 / 93 × 0.093 was
+        // 0.9999999999999999).
+        let at_1000 = Scenario {
+            rps: 1000.0,
+            ..file
+        };
+        let Err(CliError::Usage(refusal)) = with_rate_flags(&at_1000, None, Some(94)) else {
+            panic!("--sample 94 was taken");
+        };
+        assert!(
+            refusal.starts_with("invalid --sample = 94: at most 93 with rps = 1000: "),
+            "{refusal}"
+        );
+        let run = with_rate_flags(&at_1000, None, Some(93)).unwrap();
+        assert_eq!(run.sample, 93);
     }
 
     #[test]

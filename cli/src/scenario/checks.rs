@@ -227,10 +227,15 @@ impl Scenario {
     /// Checks that the shortest stage expects at least one request (`rps / sample ×` its
     /// `duration_s`, as the driver sends a tick's share of `rps / sample`): with fewer, a run
     /// may send none at all, judge nothing and stall, which reads as a refused canary.
+    ///
+    /// Checked as `rps × duration_s >= sample`, one rounding, so that the bounds a refusal
+    /// states are accepted: the most `sample`, `floor(rps × duration_s)`, and the least `rps`
+    /// ([`Scenario::least_rps`]). Checked as `rps / sample × duration_s >= 1`, two roundings,
+    /// `sample = 93` was refused at `rps = 1000` and a 0.093 s stage, where `--sample 94` had
+    /// stated "at most 93".
     pub fn validate_least_requests(&self) -> Result<(), FieldError> {
         let shortest = self.shortest_stage_seconds();
-        let rate = self.rps / self.sample as f64;
-        if rate * shortest >= 1.0 {
+        if self.rps * shortest >= self.sample as f64 {
             return Ok(());
         }
         Err(FieldError::new(
@@ -240,11 +245,26 @@ impl Scenario {
                 "at least {} with sample = {}: the shortest stage, {} s, expects rps / sample × \
                  its duration_s requests, and with fewer than one a run may send none and stall \
                  with nothing judged (raise rps, lower sample or lengthen the stage)",
-                shown_number(self.sample as f64 / shortest),
+                shown_number(self.least_rps()),
                 self.sample,
                 shown_number(shortest),
             ),
         ))
+    }
+
+    /// The least `rps` with which the shortest stage expects a request at this `sample`
+    /// ([`Scenario::validate_least_requests`]), as its refusals state it: `sample / duration_s`,
+    /// stepped up an ulp at a time until the check takes it (`1 / 0.093`, 10.75268817204301,
+    /// times 0.093 is 0.9999999999999999; the next number up is taken). The quotient is within
+    /// an ulp of the exact bound, so a step or two at most.
+    pub fn least_rps(&self) -> f64 {
+        let shortest = self.shortest_stage_seconds();
+        let sample = self.sample as f64;
+        let mut rps = sample / shortest;
+        while rps * shortest < sample {
+            rps = rps.next_up();
+        }
+        rps
     }
 
     /// The record path evaluates at most once per `evaluation_interval` of simulated time,
