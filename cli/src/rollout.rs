@@ -1,8 +1,8 @@
 //! The driver: one rollout on the real engine ([`PromotionGateManager::with_clock`] and a
 //! [`ManualClock`]), in simulated time.
 //!
-//! Time moves in ticks of 10 ms, a tick cut short where an incident starts or ends, so that
-//! it takes effect at the instant it is given. In each tick the driver sends the tick's share of `rps`
+//! Time moves in ticks of 10 ms, a tick cut short where an incident or a burst starts or
+//! ends, so that it takes effect at the instant it is given. In each tick the driver sends the tick's share of `rps`
 //! (1 in `sample` of them in fast mode) as requests from random users: each is routed with
 //! `route_request_bytes`, served by the synthetic service of its cohort, and recorded with
 //! `record_outcome` and the decision it was routed by. The engine judges by itself on that
@@ -612,6 +612,53 @@ mod tests {
         // At a stage's very end it starts with the next stage.
         let incident = with_incident(1, 60.0).incident.unwrap();
         assert_eq!((incident.onset_s, incident.stage), (60.0, 2));
+    }
+
+    /// One canary stage at 100 % for 100 s at 1 000 rps, no errors but the canary's bursts of
+    /// `length_s` every second, each failing every request, auto-rollback off.
+    fn with_bursts(length_s: f64) -> Report {
+        let mut scenario = Scenario {
+            rps: 1000.0,
+            stages: vec![crate::scenario::StageSpec {
+                environment: crate::scenario::StageKind::Canary,
+                traffic_percent: Some(100.0),
+                duration_s: 100.0,
+            }],
+            max_extensions: 0,
+            ..Scenario::default()
+        };
+        scenario.promotion.auto_rollback_enabled = false;
+        scenario.stable.error_rate = 0.0;
+        scenario.canary.error_rate = 0.0;
+        scenario.canary.bursts = Some(crate::scenario::Bursts {
+            every_s: 1.0,
+            length_s,
+            error_rate: 1.0,
+        });
+        scenario.validate().unwrap();
+        let progress = Progress::new(scenario.planned_seconds(), false, false);
+        run(&scenario, &progress).unwrap()
+    }
+
+    #[test]
+    fn a_burst_lasts_its_length_not_whole_ticks() {
+        // Read at the start of 10 ms ticks, a burst of 11 ms every second failed 2 000 of the
+        // 100 000 canary requests (20 ms a second), and one of 15 ms as many.
+        for length_s in [0.011, 0.015] {
+            let report = with_bursts(length_s);
+            let canary = &report.stages[0].canary;
+            assert_eq!(canary.requests, 100_000, "{canary:?}");
+            // length_s of each second fails: within 4 standard deviations of a binomial draw
+            // of that share (the requests of a burst all fail, so the count is near exact).
+            let share = length_s / 1.0;
+            let expected = share * canary.requests as f64;
+            let sd = (expected * (1.0 - share)).sqrt();
+            assert!(
+                (canary.errors as f64 - expected).abs() <= 4.0 * sd,
+                "{length_s} s bursts: {} errors, expected {expected}",
+                canary.errors
+            );
+        }
     }
 
     #[test]

@@ -16,7 +16,8 @@ pub const MAX_RPS: f64 = 1_000_000.0;
 
 /// The longest simulated run, in seconds: 365 days. It bounds every `duration_s`,
 /// `extension_s` and `--duration`, and a scenario's [longest run](Scenario::longest_seconds):
-/// the driver's ticks (100 a simulated second) cost CPU even when they carry no request.
+/// the driver's ticks (100 a simulated second, below 500 with bursts: see
+/// [`Scenario::ticks_per_second`]) cost CPU even when they carry no request.
 pub const MAX_RUN_S: f64 = 365.0 * 86_400.0;
 
 /// The most requests a scenario's longest run may send through the engine (`rps / sample` ×
@@ -188,7 +189,7 @@ pub struct ServiceModel {
 }
 
 /// Error bursts: for `length_s` seconds out of every `every_s` (counted from the start of the
-/// simulation), the error rate is `error_rate`.
+/// simulation, to the nanosecond), the error rate is `error_rate`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Bursts {
@@ -536,10 +537,29 @@ impl Scenario {
     }
 
     /// The most evaluations the record path makes in `longest` seconds carrying `requests`:
-    /// one per `evaluation_interval`, at most one per tick and one per request.
+    /// one per `evaluation_interval`, at most one per tick ([`Scenario::ticks_per_second`]:
+    /// the clock moves a tick at a time) and one per request.
     fn evaluations(&self, longest: f64, requests: f64) -> f64 {
         let interval_s = self.slo.evaluation_interval.as_secs_f64();
-        (longest / interval_s.max(MIN_EXTENSION_S)).min(requests)
+        (longest / interval_s)
+            .min(longest * self.ticks_per_second())
+            .min(requests)
+    }
+
+    /// The most ticks of the driver a simulated second: one every 10 ms ([`TICK_NS`]), and a
+    /// tick cut where a burst starts or ends, two more each `bursts.every_s` of a service whose
+    /// bursts end (`length_s` below `every_s`). Below 500: a burst lasts at least a tick
+    /// ([`MIN_EXTENSION_S`]), so bursts that end come less often than every 10 ms, each
+    /// service's edges fewer than 200 a second. (An incident's start and end, and the end of
+    /// each stage and extension, cut a few more in a run.)
+    pub fn ticks_per_second(&self) -> f64 {
+        [&self.stable, &self.canary]
+            .into_iter()
+            .filter_map(|model| model.bursts.as_ref())
+            .filter(|bursts| bursts.length_s < bursts.every_s)
+            .fold(1e9 / TICK_NS as f64, |ticks, bursts| {
+                ticks + 2.0 / bursts.every_s
+            })
     }
 }
 
@@ -788,6 +808,51 @@ mod tests {
         })
         .validate()
         .unwrap();
+    }
+
+    #[test]
+    fn the_ticks_bursts_cut_count_in_the_evaluations() {
+        // A burst's start and its end each cut a tick, and the clock moves a tick at a time:
+        // with both services bursting for 10 ms every 20 ms, 300 ticks a simulated second, not
+        // 100, and up to as many evaluations with a 1 ms interval.
+        let every_ms = |s: &mut Scenario, interval_ms: u64| {
+            s.stages.truncate(1);
+            s.stages[0].duration_s = 200_000.0;
+            s.rps = 1000.0;
+            s.max_extensions = 0;
+            s.slo.evaluation_interval = std::time::Duration::from_millis(interval_ms);
+        };
+        // 2 × 10^7 evaluations, one a tick.
+        let quiet = changed(|s| every_ms(s, 1));
+        assert_eq!(quiet.ticks_per_second(), 100.0);
+        quiet.validate().unwrap();
+        let bursting = |s: &mut Scenario, interval_ms: u64| {
+            every_ms(s, interval_ms);
+            let bursts = Bursts {
+                every_s: 2.0 * MIN_EXTENSION_S,
+                length_s: MIN_EXTENSION_S,
+                error_rate: 0.0,
+            };
+            s.stable.bursts = Some(bursts.clone());
+            s.canary.bursts = Some(bursts);
+        };
+        assert_eq!(changed(|s| bursting(s, 1)).ticks_per_second(), 300.0);
+        // 6 × 10^7 evaluations.
+        let e = refusal(|s| bursting(s, 1));
+        assert!(
+            e.starts_with("invalid slo.evaluation_interval_ms = 1: at least 6.342 ms over the "),
+            "{e}"
+        );
+        changed(|s| bursting(s, 7)).validate().unwrap();
+        // Bursts that never end cut no tick.
+        let always = changed(|s| {
+            bursting(s, 1);
+            s.canary.bursts = s.canary.bursts.take().map(|b| Bursts {
+                length_s: b.every_s,
+                ..b
+            });
+        });
+        assert_eq!(always.ticks_per_second(), 200.0);
     }
 
     #[test]

@@ -45,11 +45,55 @@ pub fn after(now_ns: u64, seconds: f64) -> u64 {
 pub struct Service {
     error_rate: f64,
     latency_ms: LogNormal<f64>,
-    bursts: Option<Bursts>,
+    bursts: Option<BurstSchedule>,
     incident: Option<Incident>,
     /// When the incident starts and ends, in simulated nanoseconds (its end `u64::MAX` when it
     /// lasts to the end), once its stage has begun.
     incident_ns: Option<(u64, u64)>,
+}
+
+/// A service's [`Bursts`] in whole simulated nanoseconds, so that the instant a burst starts or
+/// ends ([`BurstSchedule::next_edge`]) and whether one is under way
+/// ([`BurstSchedule::under_way`]) are computed alike: the driver cuts a tick at each edge, and
+/// the tick's conditions, read at its start, then hold all through it.
+#[derive(Debug, Clone, Copy)]
+struct BurstSchedule {
+    every_ns: u64,
+    length_ns: u64,
+    error_rate: f64,
+}
+
+impl BurstSchedule {
+    /// The schedule of validated bursts (`every_s` and `length_s` at least a tick, `length_s`
+    /// at most `every_s`).
+    fn new(bursts: &Bursts) -> Self {
+        Self {
+            every_ns: nanos(bursts.every_s).max(1),
+            length_ns: nanos(bursts.length_s),
+            error_rate: bursts.error_rate,
+        }
+    }
+
+    /// Whether a burst is under way at `now_ns`: the first `length_s` of each `every_s`,
+    /// counted from the start of the simulation.
+    fn under_way(&self, now_ns: u64) -> bool {
+        now_ns % self.every_ns < self.length_ns
+    }
+
+    /// The next instant after `now_ns` at which a burst starts or ends: `None` when bursts
+    /// never end (`length_s = every_s`), or past the end of time.
+    fn next_edge(&self, now_ns: u64) -> Option<u64> {
+        if self.length_ns >= self.every_ns {
+            return None;
+        }
+        let phase = now_ns % self.every_ns;
+        let since = if phase < self.length_ns {
+            self.length_ns
+        } else {
+            self.every_ns
+        };
+        (now_ns - phase).checked_add(since)
+    }
 }
 
 /// What a service is like at one moment: its error rate and how much slower than usual.
@@ -76,7 +120,7 @@ impl Service {
         Ok(Self {
             error_rate: model.error_rate,
             latency_ms,
-            bursts: model.bursts.clone(),
+            bursts: model.bursts.as_ref().map(BurstSchedule::new),
             incident: model.incident.clone(),
             incident_ns: None,
         })
@@ -102,13 +146,17 @@ impl Service {
         self.incident_ns.map(|(onset, _)| seconds(onset))
     }
 
-    /// The next instant after `now_ns` at which the service changes for an incident (it starts
-    /// or ends), if any: the driver ends a tick there, so that an incident takes effect at the
+    /// The next instant after `now_ns` at which the service changes, if any: an incident or a
+    /// burst starts or ends. The driver ends a tick there, so that each takes effect at the
     /// instant it is given, not at the next tick (an incident that started in the last stage's
-    /// last tick met no request).
+    /// last tick met no request; a burst of 11 ms every second, seen at the start of 10 ms
+    /// ticks, lasted 20 ms).
     pub fn next_change_ns(&self, now_ns: u64) -> Option<u64> {
-        let (onset, end) = self.incident_ns?;
-        [onset, end].into_iter().find(|&edge| edge > now_ns)
+        let incident = self
+            .incident_ns
+            .and_then(|(onset, end)| [onset, end].into_iter().find(|&edge| edge > now_ns));
+        let burst = self.bursts.and_then(|b| b.next_edge(now_ns));
+        incident.into_iter().chain(burst).min()
     }
 
     /// The service's state at simulated nanosecond `now_ns`.
@@ -122,9 +170,8 @@ impl Service {
                 incident: true,
             };
         }
-        let now_s = seconds(now_ns);
         let error_rate = match &self.bursts {
-            Some(b) if now_s.rem_euclid(b.every_s) < b.length_s => b.error_rate,
+            Some(b) if b.under_way(now_ns) => b.error_rate,
             _ => self.error_rate,
         };
         Conditions {
@@ -158,6 +205,18 @@ mod tests {
         }
     }
 
+    /// [`model`] with bursts to `error_rate` for `length_s` of every `every_s`.
+    fn bursting(every_s: f64, length_s: f64, error_rate: f64) -> ServiceModel {
+        ServiceModel {
+            bursts: Some(Bursts {
+                every_s,
+                length_s,
+                error_rate,
+            }),
+            ..model()
+        }
+    }
+
     #[test]
     fn draws_match_the_model() {
         let service = Service::new(&model()).unwrap();
@@ -179,12 +238,7 @@ mod tests {
 
     #[test]
     fn bursts_and_incidents_change_the_conditions() {
-        let mut m = model();
-        m.bursts = Some(Bursts {
-            every_s: 60.0,
-            length_s: 5.0,
-            error_rate: 0.5,
-        });
+        let mut m = bursting(60.0, 5.0, 0.5);
         m.incident = Some(Incident {
             stage: 2,
             after_s: 10.0,
@@ -196,7 +250,9 @@ mod tests {
         let at = nanos;
         assert_eq!(s.conditions(at(2.0)).error_rate, 0.5);
         assert_eq!(s.conditions(at(7.0)).error_rate, 0.1);
-        assert_eq!(s.next_change_ns(0), None);
+        // A burst's end, then the next one's start.
+        assert_eq!(s.next_change_ns(0), Some(at(5.0)));
+        assert_eq!(s.next_change_ns(at(5.0)), Some(at(60.0)));
         s.enter_stage(1, 0);
         assert_eq!(s.incident_onset(), None);
         s.enter_stage(2, at(100.0));
@@ -206,9 +262,36 @@ mod tests {
         assert!(during.incident && during.error_rate == 1.0 && during.latency_factor == 3.0);
         assert!(s.conditions(at(130.0) - 1).incident);
         assert!(!s.conditions(at(130.0)).incident);
-        // Its start and its end, each the next change until it has passed.
+        // Its start and its end, each the next change until it has passed, and the bursts'
+        // edges (under the incident too: a cut there changes nothing).
         assert_eq!(s.next_change_ns(at(109.995)), Some(at(110.0)));
-        assert_eq!(s.next_change_ns(at(110.0)), Some(at(130.0)));
-        assert_eq!(s.next_change_ns(at(130.0)), None);
+        assert_eq!(s.next_change_ns(at(110.0)), Some(at(120.0)));
+        assert_eq!(s.next_change_ns(at(120.0)), Some(at(125.0)));
+        assert_eq!(s.next_change_ns(at(125.0)), Some(at(130.0)));
+        assert_eq!(s.next_change_ns(at(130.0)), Some(at(180.0)));
+    }
+
+    #[test]
+    fn the_conditions_hold_from_one_change_to_the_next() {
+        // 11 ms every 0.7 s: each edge off the 10 ms ticks' grid.
+        let s = Service::new(&bursting(0.7, 0.011, 1.0)).unwrap();
+        let mut now = 0;
+        let mut in_bursts = 0;
+        while now < nanos(7.0) {
+            let next = s.next_change_ns(now).unwrap();
+            let held = s.conditions(now);
+            assert_eq!(s.conditions(next - 1), held, "{now}..{next}");
+            assert_ne!(s.conditions(next), held, "{next}");
+            if held.error_rate == 1.0 {
+                in_bursts += next - now;
+            }
+            now = next;
+        }
+        // 10 bursts of 11 ms in 7 s.
+        assert_eq!(in_bursts, 10 * nanos(0.011));
+        // A burst as long as its period never ends: no change.
+        let s = Service::new(&bursting(0.7, 0.7, 1.0)).unwrap();
+        assert_eq!(s.next_change_ns(nanos(3.0)), None);
+        assert_eq!(s.conditions(nanos(3.0)).error_rate, 1.0);
     }
 }
