@@ -684,6 +684,7 @@ mod tests {
         event.environment = crate::config::canary(10.0);
         let pending = Pending {
             event: Some(event),
+            repeats_known: false,
             decided_on: Guard {
                 version: 1,
                 stage: 1,

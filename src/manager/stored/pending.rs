@@ -7,7 +7,7 @@ use super::catch_up::{Local, catch_up};
 use super::conflict;
 use crate::config::{Environment, PromotionConfig};
 use crate::error::Error;
-use crate::history::RollbackEvent;
+use crate::history::{RollbackEvent, RollbackHistory};
 use crate::manager::{Shared, WriterState};
 use crate::release;
 use crate::store::{self, Guard, StoreError, StoreProblem};
@@ -19,6 +19,13 @@ pub(super) const WAITING_ROLLBACK: &str = "a rollback this process made (automat
 pub(super) struct Pending {
     /// Its history event (with the judge's evidence, when automatic).
     pub(super) event: Option<RollbackEvent>,
+    /// Whether the history the gate knew when it decided this rollback held an event the same
+    /// as `event` but for its version ([`repeats_a_known_event`](Self::repeats_a_known_event):
+    /// the same rollback decided again at the same wall time, on a clock that repeats one, a
+    /// `ManualClock` not advanced or a host's clock that clamps). Then an identical stored
+    /// event at version 1 may be that older one, and settles nothing (see
+    /// [`settled_by`](Self::settled_by)).
+    pub(super) repeats_known: bool,
     /// The stored state it was decided on.
     pub(super) decided_on: Guard,
     /// The config of that state: a stored stage that differs from it only by flags turned on
@@ -54,13 +61,25 @@ pub(super) enum Settled {
 }
 
 impl Pending {
+    /// Whether `known`, the history the gate holds as it decides a rollback, holds an event
+    /// the same as `event` as the store keeps it, whatever its version (what was rolled back,
+    /// the reason, trigger, environment and time: what [`settled_by`](Self::settled_by)
+    /// compares a stored event with).
+    pub(super) fn repeats_a_known_event(known: &RollbackHistory, event: &RollbackEvent) -> bool {
+        let stored = store::StoredEvent::from_event(0, event);
+        known
+            .iter()
+            .any(|known| store::StoredEvent::from_event(0, known) == stored)
+    }
+
     /// Whether `state`, the stored state, settles this rollback without writing it: it holds
-    /// the rollback already (its very event above the version decided on; at version 1 while
-    /// the stored release is of the rollout that version started, rollout 1; at any version
-    /// when the store went back below the version decided on or `state` is of another file:
-    /// the sync thread may have written it there, as the first state of a store that lost
-    /// its own, which is in Production, so that a rollback decided after it was decided on a
-    /// later rollout; else such an event is an older rollback made at the same wall time);
+    /// the rollback already (its very event above the version decided on; at version 1 too,
+    /// where the sync thread writes it as the first state of a store that lost its own, unless
+    /// the history the gate knew when it decided held the same event already
+    /// ([`repeats_known`](Self::repeats_known)); at any version when the store went back
+    /// below the version decided on or `state` is of another file, where the sync thread may
+    /// have written it too; else such an event is an older rollback made at the same wall
+    /// time);
     /// another release rollback was stored after the state it was decided on; a write since
     /// put the stored release in Production at another stage; or the stored release moved on to
     /// another stage (another process ramped, graduated or started the next rollout
@@ -97,30 +116,25 @@ impl Pending {
         };
         let release = &state.release;
         // Looked for above the state decided on; at or below it too when the store went back
-        // below that state or is another file; and at version 1 while the stored release is
-        // still of the rollout that version started (rollout 1): the sync thread may have
+        // below that state or is another file; and at version 1: the sync thread may have
         // written it there, as the first state of a store that lost its own (a host's write
-        // taking the lock before the sync thread applied it; others' writes may have followed
-        // that state past the one decided on, and rows deleted in place keep the file's
-        // epoch). A first state holds a rollback's event only then (a gate's first write
-        // holds none), and that state, the release rolled back, is in Production: a rollback
-        // decided after it in the same store was decided on a rollout started since (every
-        // write out of Production starts one), and the store never goes back to rollout 1
-        // but by losing its rows again. The rollout decided on does not tell them apart: a
-        // rollback decided before the rows were lost was decided on any rollout of the old
-        // rows, and one decided after on the very rollout the stored release is of. Else an
-        // identical event at or below is an older rollback made at the same wall time (a
-        // clock that repeats one: a `ManualClock` not advanced, a host's clock that clamps),
-        // not this one; so is one at version 1 under a release whose rollout is not known
-        // (a build before the rollout was stored wrote since): it settles nothing.
+        // taking the lock before the sync thread applied it; others' writes may have taken
+        // that state since past the one decided on, into the next rollout too, and rows
+        // deleted in place keep the file's epoch). A first state holds a rollback's event
+        // only then (a gate's first write holds none). Else an identical event at or below is
+        // an older rollback made at the same wall time (a clock that repeats one: a
+        // `ManualClock` not advanced, a host's clock that clamps), not this one; and one at
+        // version 1 is that older one when the gate knew it as it decided (`repeats_known`:
+        // the first state written with it, the host started the next rollout, the same
+        // rollback decided again on it), and settles nothing. One the gate did not know was
+        // written after the state it knew: this rollback, by the sync thread, or the same
+        // rollback (the same time and reason) made by another process first.
         let went_back = release.version < decided_on.version || self.of_another_file(release);
-        let first_rollout = release.rollout() == Some(1);
+        let at_one = !self.repeats_known;
         let written = state
             .history
             .iter()
-            .filter(|e| {
-                went_back || (e.version == 1 && first_rollout) || e.version > decided_on.version
-            })
+            .filter(|e| went_back || (e.version == 1 && at_one) || e.version > decided_on.version)
             .find(|e| ours(e));
         if let Some(stored) = written {
             return Some(Settled::Written(stored.version));
@@ -539,16 +553,25 @@ mod tests {
         // followed as far by another gate: the rows are deleted in place (the file, and its
         // epoch, stay); the sync thread gives the emptied store the gate's state, the rollback
         // its event at version 1 (of rollout 1, whatever rollout it was decided on); a host's
-        // write takes the lock before the sync thread applies what it wrote.
-        for case in ["first", "followed", "next rollout"] {
+        // write takes the lock before the sync thread applies what it wrote. Another gate may
+        // also have started the next rollout on that state (version 2, rollout 2, Canary),
+        // with a flag turned on (version 3, the version decided on) or not: the rollback is
+        // still the one at version 1, stored already, and counted once.
+        for case in [
+            "first",
+            "followed",
+            "next rollout",
+            "followed into the next rollout",
+            "first, then the next rollout",
+        ] {
             let dir = Scratch::new(&format!(
                 "pending-reseeded-in-place-{}",
-                case.replace(' ', "-")
+                case.replace([' ', ','], "-")
             ));
             let path = dir.file("gate.db");
             let gate = quiet_gate_on(&path);
             match case {
-                "followed" => {
+                "followed" | "followed into the next rollout" => {
                     gate.enable_feature("a").unwrap();
                     gate.enable_feature("b").unwrap();
                 }
@@ -561,17 +584,35 @@ mod tests {
             roll_back_automatically(&gate, "burst");
             delete_rows_in_place(&path);
             let read = gate.shared.sync_read().unwrap();
+            // Another gate follows the reseeded state as far as the one decided on, or past
+            // it; or starts the next rollout on it.
+            let next_rollout = case.ends_with("the next rollout");
             if case != "first" {
-                // Another gate follows the reseeded state as far as the one decided on, or
-                // past it.
                 let other = gate_on(&path, 60_000, 5_000);
-                other.enable_feature("c").unwrap();
-                other.enable_feature("d").unwrap();
+                if next_rollout {
+                    start_the_next_rollout(&other);
+                }
+                match case {
+                    "first, then the next rollout" => {}
+                    "followed into the next rollout" => other.enable_feature("c").unwrap(),
+                    _ => {
+                        other.enable_feature("c").unwrap();
+                        other.enable_feature("d").unwrap();
+                    }
+                }
             }
             gate.enable_feature("x").unwrap();
             gate.shared.sync_apply(read);
             assert_eq!(stored_reasons(&path), ["burst"], "{case}");
             assert_eq!(automatic_rollbacks(&gate), 1, "{case}");
+            let expected = if next_rollout {
+                crate::Environment::Canary {
+                    traffic_percent: 10.0,
+                }
+            } else {
+                crate::Environment::Production
+            };
+            assert_eq!(stored_config(&path).1.environment, expected, "{case}");
         }
     }
 
