@@ -921,8 +921,8 @@ impl SqliteStore {
 
     /// Refuses, as a conflict, contributions to a stage of the file of `epoch` when `open` is
     /// another file (the path's file replaced on disk since that stage was read): its stage
-    /// numbers are another state's, whose counts are not this stage's. `done`: what is not
-    /// done to them there ("published", "read").
+    /// numbers are another state's, whose counts are not this stage's. The error names both
+    /// epochs. `done`: what is not done to them there ("published", "read").
     fn of_the_file(&self, open: &OpenFile, epoch: u64, done: &str) -> Result<(), StoreError> {
         if open.epoch == epoch {
             return Ok(());
@@ -930,7 +930,8 @@ impl SqliteStore {
         Err(self.error(
             StoreProblem::Conflict,
             format!(
-                "the file was replaced on disk: contributions to a stage of the file before are not {done} in the one the path names now, whose stage of that number is another state's (the gate follows the new file at its next read)"
+                "the file was replaced on disk: contributions to a stage of the file before (epoch {epoch}, of the state the gate knows) are not {done} in the one the path names now (epoch {}), whose stage of that number is another state's (the gate follows the new file at its next read)",
+                open.epoch
             ),
         ))
     }

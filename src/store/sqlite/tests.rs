@@ -2157,18 +2157,20 @@ fn contributions_to_a_stage_of_the_old_file_are_not_published_or_read_in_the_new
     let refused = store
         .publish(&contribution("me", 1, 100), FIRST_FILE, ttl)
         .unwrap_err();
+    // Naming the epoch the caller passed (the state it knows) and the open file's.
+    let naming = |done: &str| {
+        format!(
+            "the file was replaced on disk: contributions to a stage of the file before (epoch {FIRST_FILE}, of the state the gate knows) are not {done} in the one the path names now (epoch 1), whose stage of that number is another state's"
+        )
+    };
     assert_eq!(refused.problem(), StoreProblem::Conflict);
     assert!(
-        refused
-            .to_string()
-            .contains("the file was replaced on disk: contributions to a stage of the file before are not published in the one the path names now"),
+        refused.to_string().contains(&naming("published")),
         "{refused}"
     );
     let refused = store.contributions(1, FIRST_FILE, "me", ttl).unwrap_err();
-    assert!(
-        refused.to_string().contains("are not read in the one"),
-        "{refused}"
-    );
+    assert_eq!(refused.problem(), StoreProblem::Conflict);
+    assert!(refused.to_string().contains(&naming("read")), "{refused}");
     let rows = || store.contributions(1, 1, "nobody", ttl).unwrap().len();
     assert_eq!(rows(), 1, "the other's row alone");
     store.publish(&contribution("me", 1, 100), 1, ttl).unwrap();
