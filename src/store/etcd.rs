@@ -69,11 +69,18 @@ const CONTRIBUTION_PAGE: usize = MAX_INSTANCES + 1;
 
 /// The most requests one read of the contributions makes on pages whose answer was above
 /// their limit ([`EtcdStore::contributions_page`]), beyond the pages themselves: a listing of
-/// a page's keys, then the reads of its windows of keys ([`EtcdStore::windows`]). They find
-/// one value above a contribution's limit in a page of [`CONTRIBUTION_PAGE`] keys in 19
-/// requests, a run of 32 in about 50, a page of nothing else in 265 (key by key, 258); the
-/// read stops where this many are spent, the keys found so far remembered, and the next tick's
-/// read goes around them and on.
+/// a page's keys, then the reads of its windows of keys ([`EtcdStore::windows`]). A window
+/// takes about 229 KiB a key: one of 9 keys holds a value within etcd's default request limit
+/// (1.5 MiB, 2 MiB as base64) beside small ones, so a page goes above its limit only with about
+/// 29 such values, and a window holding some among small values is read whole, each refused
+/// there. A value above every window holding it (a cluster whose `--max-request-bytes` was
+/// raised) costs the listing and 17 windows at a page's first key, 18 at its last, 30 at most
+/// (key 127, the last of the first window); a run of 32 values above a contribution's limit
+/// costs about 50 requests, a page of nothing else 265 (key by key, 258). Once this many are
+/// spent the read goes on through pages read whole and stops at the first key it cannot read:
+/// the first of a window not read, or the first of the next page above its limit, after one
+/// request for that page whole. The keys found so far are remembered, and the next tick's read
+/// goes around them and on.
 const JUNK_REQUESTS: usize = 64;
 
 /// The most pages of contribution keys one read takes (4112 keys), a key found above one
@@ -721,10 +728,13 @@ impl EtcdStore {
     /// whole, half as many at the same key after one above its limit; a single key above a
     /// contribution's limit is refused (its listed key-value, value unread) and the next
     /// window is one key (such keys come in runs). A key-value read within a window but above
-    /// one contribution's limit (what it takes alone, as etcd answers it) is refused alike.
-    /// One value above the limit among [`CONTRIBUTION_PAGE`] keys costs 18 windows; a run of
-    /// them about one each. `None` once every key is read, or the first key (its index) left
-    /// unread when `junk` ran out.
+    /// one contribution's limit (what it takes alone, as etcd answers it) is refused alike, and
+    /// the next window is twice as many keys all the same (this one was read whole). A value
+    /// above every window holding it, among [`CONTRIBUTION_PAGE`] keys, costs 17 windows at the
+    /// first key, 18 at the last, 30 at most (key 127); one within etcd's default request
+    /// limit, among small values, is read in the first window holding it. A run of 32 values
+    /// above a contribution's limit costs about 50 windows. `None` once every key is read, or
+    /// the first key (its index) left unread when `junk` ran out.
     fn windows(
         &self,
         listing: &Listing<'_>,

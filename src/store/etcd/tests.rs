@@ -1472,6 +1472,172 @@ fn contribution_keys_whose_instance_is_not_utf8_are_refused_each_showing_its_byt
     );
 }
 
+/// What a value no gate wrote holds, in a fake member's page ([`windows_over_one_large_value`]).
+#[derive(Clone, Copy)]
+enum LargeValue {
+    /// A value of this many bytes (as written; etcd answers it in base64).
+    Of(usize),
+    /// A value above what any window holding it takes (a cluster whose `--max-request-bytes`
+    /// was raised): the answer streams until the store stops reading it.
+    AboveEveryWindow,
+}
+
+/// What [`EtcdStore::windows`] did over a page ([`windows_over_one_large_value`]).
+#[derive(Debug, PartialEq)]
+struct WindowsRead {
+    /// How many keys each window held, in turn.
+    widths: Vec<usize>,
+    /// The key-values refused: their keys' indices, and the limit named.
+    refused: Vec<(usize, Option<usize>)>,
+    /// The key it stopped at (`None`: every key read).
+    stop: Option<usize>,
+    /// The requests spent.
+    spent: usize,
+}
+
+/// The windows `store`'s [`EtcdStore::windows`] reads over a page of [`CONTRIBUTION_PAGE`] keys
+/// whose `large`th holds `value`, the others a small one (answered by a fake member: no etcd).
+fn windows_over_one_large_value(
+    store: &mut EtcdStore,
+    large: usize,
+    value: LargeValue,
+) -> WindowsRead {
+    use std::io::Write;
+    let keys: Vec<Vec<u8>> = (0..CONTRIBUTION_PAGE)
+        .map(|n| {
+            store
+                .contribution_key(&format!("instance-{n:03}"))
+                .into_bytes()
+        })
+        .collect();
+    let widths = Arc::new(Mutex::new(Vec::new()));
+    let noted = Arc::clone(&widths);
+    let held = keys.clone();
+    store.endpoints = vec![serving(move |_, body, client| {
+        let range: Value = serde_json::from_str(&body).unwrap();
+        let from = BASE64.decode(range["key"].as_str().unwrap()).unwrap();
+        let end = range["range_end"]
+            .as_str()
+            .map(|end| BASE64.decode(end).unwrap());
+        let asked: Vec<usize> = (0..held.len())
+            .filter(|&n| match &end {
+                Some(end) => held[n] >= from && held[n] < *end,
+                None => held[n] == from,
+            })
+            .collect();
+        noted.lock().unwrap().push(asked.len());
+        if asked.contains(&large) && matches!(value, LargeValue::AboveEveryWindow) {
+            let _ = write!(
+                client,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                u32::MAX
+            );
+            let chunk = vec![b' '; 64 * 1024];
+            while client.write_all(&chunk).is_ok() {}
+            return;
+        }
+        let kvs: Vec<Value> = asked
+            .iter()
+            .map(|&n| {
+                let written = match value {
+                    LargeValue::Of(bytes) if n == large => vec![b'x'; bytes],
+                    _ => b"{}".to_vec(),
+                };
+                json!({
+                    "key": BASE64.encode(&held[n]),
+                    "value": BASE64.encode(written),
+                    "create_revision": "3",
+                    "mod_revision": "3",
+                    "version": "1",
+                })
+            })
+            .collect();
+        let answer = json!({"header": {"revision": "5"}, "kvs": kvs}).to_string();
+        let _ = write!(
+            client,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+            answer.len()
+        );
+    })];
+    let kvs: Vec<Value> = keys
+        .iter()
+        .map(|key| json!({"key": BASE64.encode(key)}))
+        .collect();
+    let listing = Listing {
+        kvs: &kvs,
+        keys: &keys,
+        revision: "5",
+    };
+    let (mut junk, mut entries) = (JUNK_REQUESTS, Vec::new());
+    let stop = store.windows(&listing, &mut junk, &mut entries).unwrap();
+    let read: Vec<Vec<u8>> = entries
+        .iter()
+        .map(|(kv, _)| store.decode(&kv["key"]).unwrap())
+        .collect();
+    assert_eq!(read, keys, "every key, in key order");
+    let refused = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, above))| above.is_some())
+        .map(|(n, (_, above))| (n, *above))
+        .collect();
+    let widths = widths.lock().unwrap().clone();
+    WindowsRead {
+        widths,
+        refused,
+        stop,
+        spent: JUNK_REQUESTS - junk,
+    }
+}
+
+/// The cost of a value above a contribution's limit in a page read in windows, as the docs
+/// give it (docs/store.md, `JUNK_REQUESTS`): one within etcd's default request limit (1.5 MiB,
+/// 2 MiB as base64) fits in a window of 9 keys of small values and is refused within the
+/// first window holding it (two windows for the page); one above every window holding it costs
+/// 17 windows at the page's first key, 18 at its last, 30 at key 127 (the most).
+#[test]
+fn one_value_too_large_costs_the_windows_the_docs_give_by_where_it_is() {
+    let mut store = EtcdStore::new(&settings("http://127.0.0.1:1", "windows"), GATE);
+    let one = store.contributions_answer(1, false);
+    // A window of 9 keys takes a value of 1.5 MiB and 8 small ones; one of 8 does not.
+    let largest = base64_len(1536 * 1024);
+    assert!(store.contributions_answer(8, false) < largest);
+    assert!(largest + 8 * (KV_OVERHEAD + 400) < store.contributions_answer(9, false));
+    let last = CONTRIBUTION_PAGE - 1;
+    let read = |widths: &[usize], at: usize| WindowsRead {
+        widths: widths.to_vec(),
+        refused: vec![(at, Some(one))],
+        stop: None,
+        spent: widths.len(),
+    };
+    for large in [0, last] {
+        assert_eq!(
+            windows_over_one_large_value(&mut store, large, LargeValue::Of(1536 * 1024)),
+            read(&[128, 129], large),
+            "a value of 1.5 MiB at key {large}"
+        );
+    }
+    // Halved down to the key, then one key and doubled again (at the first key); halved at each
+    // window past it, whose first half is read (at the last).
+    assert_eq!(
+        windows_over_one_large_value(&mut store, 0, LargeValue::AboveEveryWindow),
+        read(
+            &[128, 64, 32, 16, 8, 4, 2, 1, 1, 2, 4, 8, 16, 32, 64, 128, 1],
+            0
+        )
+    );
+    let widths = [
+        128, 129, 64, 65, 32, 33, 16, 17, 8, 9, 4, 5, 2, 3, 1, 2, 1, 1,
+    ];
+    assert_eq!(
+        windows_over_one_large_value(&mut store, last, LargeValue::AboveEveryWindow),
+        read(&widths, last)
+    );
+    let most = windows_over_one_large_value(&mut store, 127, LargeValue::AboveEveryWindow);
+    assert_eq!(most, read(&most.widths, 127));
+    assert_eq!(most.spent, 30, "{most:?}");
+}
+
 #[test]
 fn a_value_too_large_to_be_a_contribution_is_refused_alone_naming_its_key() {
     let Some(a) = published_by("oversized", "real") else {
