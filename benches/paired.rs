@@ -11,6 +11,10 @@
 //! of 2 threads over 1 (each beside the speed-up of what the operation is bound by: bare
 //! SHA-256 compressions, bare histogram records).
 //!
+//! The cold record pairs time one record at a time, each after a walk of a buffer larger than
+//! the L2 cache has evicted the record's lines, as the other work of a busy proxy does between
+//! two of its requests: what a record costs when its cache lines must come from L3.
+//!
 //! ```sh
 //! cargo bench --bench paired            # ~30 s; prints markdown tables
 //! cargo bench --bench paired -- --quick # fewer rounds
@@ -25,8 +29,9 @@ mod common;
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use promotion_gates::{
     Overrides, PromotionConfig, PromotionGateManager, RoutingDecision, SqliteStoreConfig,
     StoreConfig,
@@ -59,6 +64,70 @@ fn record_both<'a>(
             black_box(gate.record_outcome(black_box(&canary), success, latency));
         }
     }
+}
+
+/// Bytes walked between two cold records: twice the 4 MiB L2 of this host's cores (and 16
+/// times the 512 KiB of the host before it), so that no line of the record's survives in L1 or
+/// L2.
+const EVICTION_BYTES: usize = 8 << 20;
+
+/// A buffer whose walk evicts the caches' lines: its pages written (not the shared zero page
+/// of a fresh allocation), read one byte per 64-byte line.
+struct Eviction(Vec<u8>);
+
+impl Eviction {
+    fn new() -> Self {
+        Self(vec![1; EVICTION_BYTES])
+    }
+
+    /// Reads one byte of each line of the buffer.
+    fn walk(&self) {
+        let sum = self
+            .0
+            .iter()
+            .step_by(64)
+            .fold(0u8, |sum, byte| sum.wrapping_add(*byte));
+        black_box(sum);
+    }
+}
+
+/// Mean nanoseconds of `op` over `ops` calls, each timed alone right after a walk of
+/// `eviction` (the time of the walk left out; that of one clock read is in).
+fn cold_per_op(eviction: &Eviction, ops: u64, op: &mut dyn FnMut()) -> f64 {
+    let mut timed = Duration::ZERO;
+    for _ in 0..ops {
+        eviction.walk();
+        let start = Instant::now();
+        op();
+        timed += start.elapsed();
+    }
+    timed.as_nanos() as f64 / ops as f64
+}
+
+/// [`paired`] for cold operations: `a` and `b` timed by [`cold_per_op`] in `rounds` alternating
+/// rounds of `ops` calls each, after one untimed round of each; the same four medians.
+fn paired_cold(
+    rounds: usize,
+    ops: u64,
+    eviction: &Eviction,
+    a: &mut dyn FnMut(),
+    b: &mut dyn FnMut(),
+) -> [f64; 4] {
+    cold_per_op(eviction, ops, a);
+    cold_per_op(eviction, ops, b);
+    let mut subjects = (a, b);
+    let samples = alternate(
+        rounds,
+        &mut subjects,
+        |(a, _)| cold_per_op(eviction, ops, *a),
+        |(_, b)| cold_per_op(eviction, ops, *b),
+    );
+    [
+        median(samples.iter().map(|p| p.0).collect()),
+        median(samples.iter().map(|p| p.1).collect()),
+        median(samples.iter().map(|p| p.0 - p.1).collect()),
+        median(samples.iter().map(|p| p.0 / p.1).collect()),
+    ]
 }
 
 /// `route_request_bytes` behind a call that is never inlined, as a C host's call is.
@@ -166,10 +235,10 @@ fn beside_writer(
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let benching = args.iter().any(|a| a == "--bench");
-    let (rounds, ops) = match (benching, args.iter().any(|a| a == "--quick")) {
-        (false, _) => (1, 100u64),
-        (true, true) => (11, 50_000),
-        (true, false) => (41, 100_000),
+    let (rounds, ops, cold_ops) = match (benching, args.iter().any(|a| a == "--quick")) {
+        (false, _) => (1, 100u64, 2u64),
+        (true, true) => (11, 50_000, 100),
+        (true, false) => (41, 100_000, 400),
     };
 
     let manager = gate(canary_config());
@@ -314,6 +383,46 @@ fn main() {
         "pgate_record vs record_outcome (canary success)".to_string(),
         paired(rounds, ops, &mut c_record, &mut record),
     ));
+
+    // The same records with their lines cold (see `cold_per_op`): the gate's, the canary's and
+    // the stable version's, each beside a record into an hdrhistogram of the engine's layout
+    // (made once, so that its lines are as cold), and the canary's beside nothing timed (the
+    // clock read alone).
+    let eviction = Eviction::new();
+    let [_, stable] = decisions(&recorder);
+    let cold_record = |decision| {
+        let mut micros = Cycle::new(&micros);
+        let recorder = &recorder;
+        move || {
+            let latency = Duration::from_micros(u64::from(black_box(*micros.next())));
+            black_box(recorder.record_outcome(black_box(decision), black_box(true), latency));
+        }
+    };
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 2).expect("valid bounds");
+    let mut histogram_micros = Cycle::new(&micros);
+    let mut cold_bare = || {
+        let micros = u64::from(black_box(*histogram_micros.next()));
+        black_box(histogram.record(micros).is_ok());
+    };
+    let mut cold = |name: &str, subject: &mut dyn FnMut(), baseline: &mut dyn FnMut()| {
+        let pair = paired_cold(rounds, cold_ops, &eviction, subject, baseline);
+        rows.push((format!("{name}, each after an eviction"), pair));
+    };
+    cold(
+        "record_outcome (canary success) vs hdrhistogram record",
+        &mut cold_record(&canary),
+        &mut cold_bare,
+    );
+    cold(
+        "record_outcome (stable success) vs hdrhistogram record",
+        &mut cold_record(&stable),
+        &mut cold_bare,
+    );
+    cold(
+        "record_outcome (canary success) vs nothing (the clock read alone)",
+        &mut cold_record(&canary),
+        &mut || {},
+    );
 
     // The screen after a canary error (the record path's quick judgement) through a held
     // outage: both versions failing every request, an outage they share, so that no rule
