@@ -9,8 +9,11 @@
 //!   refused as `SLO_NOT_MET` because a rule fired may have rolled the canary back (with
 //!   `auto_rollback_enabled`), which leaves the gate in Production, in a new stage, with an
 //!   automatic rollback as its newest event;
-//! - the stage never goes back, a decision is the formula's (`is_canary` is `bucket <
-//!   threshold`) and names only flags that are on for the gate, and a record of a decision
+//! - the stage never goes back; a decision is the gate's as it stands (`pgate_state`'s
+//!   stage, environment and share; the bucket `reference_bucket` gives for the current salt,
+//!   or the gate's name without one; the current share's threshold), so a route through a
+//!   stale table is caught; an unforced one is the formula's (`is_canary` is `bucket <
+//!   threshold`); it names only flags that are on for the gate; and a record of a decision
 //!   from a stage the gate has not reached is refused as foreign;
 //! - forced routes (`pgate_route_forced`) follow the config's `overrides` (an id list wins
 //!   over a forcing value, which forces only when a header or cookie is named; any other
@@ -40,6 +43,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
+use promotion_gates::{BUCKETS, reference_bucket, threshold_for_percent};
 use promotion_gates_ffi::{
     pgate_decision, pgate_environment, pgate_forced, pgate_log_level, pgate_outcome_counts,
     pgate_recorded, pgate_set_log_callback, pgate_status,
@@ -369,10 +373,43 @@ fn mentioned(input: &Input) -> Vec<&[u8]> {
     all
 }
 
-/// A decision's flags are the gate's: each name is on for the gate (in Canary and Staging the
-/// canary cohort sees the release's flags, every request the graduated ones). An unforced
-/// decision is the formula's.
-fn check_decision(gate: &Gate, decision: &pgate_decision) {
+/// A decision of request `id` is the gate's as it stands: its stage, environment and share are
+/// `pgate_state`'s, its bucket is the formula's for the salt of the current config (`salt`,
+/// else the gate's name: `PromotionConfig::effective_salt`) and its threshold the current
+/// share's (all buckets in Staging, none in Production), so that a route through a stale
+/// table (a thread's cached copy kept after a write) is caught. Each flag it names is on for
+/// the gate (in Canary and Staging the canary cohort sees the release's flags, every request
+/// the graduated ones). An unforced decision is the formula's (`is_canary` is `bucket <
+/// threshold`).
+fn check_decision(gate: &Gate, id: &[u8], decision: &pgate_decision) {
+    let config = parsed(&gate.config_json(), "pgate_config_json");
+    let Some(salt) = config["salt"].as_str().or(config["gate"].as_str()) else {
+        panic!("a config with neither salt nor gate: {config}")
+    };
+    let (environment, percent, stage) = gate.state();
+    let threshold = match environment {
+        pgate_environment::Canary => threshold_for_percent(percent),
+        pgate_environment::Staging => BUCKETS,
+        pgate_environment::Production => 0,
+    };
+    assert_eq!(
+        (
+            decision.stage,
+            decision.environment,
+            decision.traffic_percent,
+            decision.bucket,
+            decision.threshold,
+        ),
+        (
+            stage,
+            environment,
+            percent,
+            reference_bucket(salt.as_bytes(), id),
+            threshold,
+        ),
+        "{decision:?} of {id:?}: not the gate's at stage {stage}, {environment:?} {percent} %, \
+         salt {salt:?}"
+    );
     if decision.forced == pgate_forced::None {
         assert_eq!(
             decision.is_canary,
@@ -800,7 +837,7 @@ fn step(gate: &Gate, op: &Op, seen: &mut Seen) -> Result<(), Refusal> {
     match op {
         Op::Route { user: u } => {
             let decision = seen.route(gate, &user(*u));
-            check_decision(gate, &decision);
+            check_decision(gate, &user(*u), &decision);
             seen.keep(decision);
         }
         Op::Record {
@@ -894,7 +931,7 @@ fn step(gate: &Gate, op: &Op, seen: &mut Seen) -> Result<(), Refusal> {
             let plain = seen.route(gate, &id);
             seen.routed.push(id.clone());
             let forced = gate.route_forced(&id, value.as_deref());
-            check_decision(gate, &forced);
+            check_decision(gate, &id, &forced);
             let same = |d: &pgate_decision| (d.stage, d.bucket, d.threshold, d.environment);
             assert_eq!(same(&forced), same(&plain), "{forced:?} vs {plain:?}");
             let plain_forcing = expected_forcing(&config, &id, None);
@@ -982,7 +1019,7 @@ fn step(gate: &Gate, op: &Op, seen: &mut Seen) -> Result<(), Refusal> {
         }
         Op::RouteRaw { id } => {
             let decision = seen.route(gate, id);
-            check_decision(gate, &decision);
+            check_decision(gate, id, &decision);
             seen.keep(decision);
         }
         Op::RecordRaw {
