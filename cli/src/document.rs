@@ -126,12 +126,16 @@ pub fn load_written<T: Document>(path: &Path) -> Result<(T, Written), CliError> 
         return Err(too_long(path, &size));
     }
     let text = String::from_utf8(bytes).map_err(|e| not_utf8(path, e.utf8_error()))?;
-    let value = parse(path, &text)?;
+    parse_written(path, &text)
+}
+
+/// Parses `text`, read from `path`, as a `T`, as [`parse`] does, with the document as read
+/// ([`Written`]): what [`load_written`] does once the file is read, for a caller that holds
+/// the text (the fuzz target `cli_documents`).
+pub fn parse_written<T: Document>(path: &Path, text: &str) -> Result<(T, Written), CliError> {
+    let value = parse(path, text)?;
     // As `parse` reads it: a TOML document's byte order mark dropped (a JSON one is refused).
-    let text = match text.strip_prefix('\u{feff}') {
-        Some(unmarked) => unmarked.to_string(),
-        None => text,
-    };
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text).to_string();
     let format = Format::of(path, &text);
     Ok((value, Written { text, format }))
 }
@@ -1215,5 +1219,30 @@ mod tests {
         assert_eq!(Format::of(Path::new("a.TOML"), "{"), Format::Toml);
         assert_eq!(Format::of(Path::new("a"), " {}"), Format::Json);
         assert_eq!(Format::of(Path::new("a.conf"), "gate = 'x'"), Format::Toml);
+    }
+
+    #[test]
+    fn a_text_held_is_read_with_its_numbers_as_written_as_a_file_of_it_is() {
+        // A byte order mark is dropped (a TOML one), so that the spans count from the text.
+        let text = "\u{feff}latency_target_ms = 1_000\nmax_error_rate = 0.050\n";
+        let (slo, written) = parse_written::<SloConfig>(Path::new("s.toml"), text).unwrap();
+        assert_eq!(written.number_at("latency_target_ms"), Some("1_000"));
+        assert_eq!(written.number_at("max_error_rate"), Some("0.050"));
+        let path = std::env::temp_dir().join(format!("pg-written-{}.toml", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        let (loaded, from_file) = load_written::<SloConfig>(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(slo, loaded);
+        assert_eq!(from_file.number_at("latency_target_ms"), Some("1_000"));
+        // A refusal is `parse`'s.
+        let e = parse_written::<SloConfig>(Path::new("s.json"), "{\"min_samples\": -1}")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            parse::<SloConfig>(Path::new("s.json"), "{\"min_samples\": -1}")
+                .unwrap_err()
+                .to_string()
+        );
     }
 }
