@@ -18,8 +18,12 @@
 //! - forced routes (`pgate_route_forced`) follow the config's `overrides` (an id list wins
 //!   over a forcing value, which forces only when a header or cookie is named; any other
 //!   value is counted as ignored), and a forced outcome (`pgate_record` of a forced decision,
-//!   `pgate_record_by_id_forced`, `pgate_record_abandoned_as`) is recorded as forced and leaves
-//!   the judge's cohorts (`pgate_read_health`) as they were;
+//!   `pgate_record_by_id_forced`, `pgate_record_abandoned_as`) is recorded as forced;
+//! - every record but `Traffic`'s (of a routed, forged or re-routed decision, by id, forced or
+//!   abandoned) that returns anything but `COUNTED` (late, foreign, forced, or a wait not
+//!   recorded) leaves the judge's cohorts (`pgate_read_health`) as they were, and one that
+//!   returns `COUNTED` adds one request to them (while the gate is younger than a quarter of
+//!   a second, and the stage unchanged);
 //! - an abandoned request is recorded exactly when its wait is longer than the latency
 //!   target; `pgate_promote_from` and `pgate_swap_config_from` refuse a stale stage or count
 //!   with `STAGE_CHANGED` or `GATE_CHANGED`; `pgate_swap_slo` keeps the state and the window;
@@ -45,8 +49,8 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use promotion_gates::{BUCKETS, reference_bucket, threshold_for_percent};
 use promotion_gates_ffi::{
-    pgate_decision, pgate_environment, pgate_forced, pgate_log_level, pgate_outcome_counts,
-    pgate_recorded, pgate_set_log_callback, pgate_status,
+    pgate_decision, pgate_environment, pgate_forced, pgate_health, pgate_log_level,
+    pgate_outcome_counts, pgate_recorded, pgate_set_log_callback, pgate_status,
 };
 use promotion_gates_fuzz::{Gate, Observed, Refusal};
 use serde_json::Value;
@@ -775,10 +779,17 @@ impl Seen {
         recorded
     }
 
-    /// Runs `record`, which may record an outcome the judge must not count (forced, or an
-    /// abandoned wait too short to say anything): when it did not count (`counted` of its
-    /// result is false), the window's cohorts hold as many requests as before, unless the
-    /// stage changed meanwhile (a rollback) or the window may have moved.
+    /// Whether nothing can have left the window yet: the gate is younger than a quarter of
+    /// the shortest window (a second), so its cohorts change only by records.
+    fn young(&self) -> bool {
+        self.born.elapsed() < Duration::from_millis(250)
+    }
+
+    /// Runs `record`, which may record an outcome the judge must not count (forced, late,
+    /// foreign, or an abandoned wait too short to say anything): when it did not count
+    /// (`counted` of its result is false: anything but [`counted`]), the window's cohorts hold
+    /// as many requests as before, and when it did, one more; unless the stage changed
+    /// meanwhile (a rollback) or the window may have moved.
     fn unjudged<T>(
         &self,
         gate: &Gate,
@@ -788,18 +799,33 @@ impl Seen {
         let before = gate.read_health();
         let result = record();
         let after = gate.read_health();
-        if !counted(&result)
-            && before.stage == after.stage
-            && self.born.elapsed() < Duration::from_millis(250)
-        {
-            assert_eq!(
-                (before.canary_requests, before.production_requests),
-                (after.canary_requests, after.production_requests),
-                "an outcome the judge must not count changed its cohorts"
-            );
+        if before.stage == after.stage && self.young() {
+            let cohorts = |h: &pgate_health| (h.canary_requests, h.production_requests);
+            if counted(&result) {
+                let requests = |h: &pgate_health| h.canary_requests + h.production_requests;
+                assert_eq!(
+                    requests(&after),
+                    requests(&before) + 1,
+                    "an outcome counted, but the cohorts went from {:?} to {:?}",
+                    cohorts(&before),
+                    cohorts(&after)
+                );
+            } else {
+                assert_eq!(
+                    cohorts(&before),
+                    cohorts(&after),
+                    "an outcome the judge must not count changed its cohorts"
+                );
+            }
         }
         result
     }
+}
+
+/// Whether a record counted its outcome for the judge: `COUNTED`, and nothing else (a late,
+/// foreign or forced outcome is dropped from the window).
+fn counted(recorded: &pgate_recorded) -> bool {
+    *recorded == pgate_recorded::Counted
 }
 
 /// How a promotion whose arguments are no promotion's is refused (before its stage is looked at).
@@ -851,7 +877,7 @@ fn step(gate: &Gate, op: &Op, seen: &mut Seen) -> Result<(), Refusal> {
                 let recorded = seen.unjudged(
                     gate,
                     || gate.record(&d, *success, u64::from(*latency_ms) * 1_000_000),
-                    |r| *r != pgate_recorded::Forced,
+                    counted,
                 );
                 seen.tally(recorded);
                 if d.forced != pgate_forced::None && d.stage <= current {
@@ -870,7 +896,9 @@ fn step(gate: &Gate, op: &Op, seen: &mut Seen) -> Result<(), Refusal> {
                 is_canary: *canary,
                 ..seen.route(gate, b"forged")
             };
-            let recorded = seen.tally(gate.record(&forged, *success, 1_000_000));
+            let recorded =
+                seen.unjudged(gate, || gate.record(&forged, *success, 1_000_000), counted);
+            seen.tally(recorded);
             if *stage > current {
                 assert_eq!(
                     recorded,
@@ -885,8 +913,11 @@ fn step(gate: &Gate, op: &Op, seen: &mut Seen) -> Result<(), Refusal> {
             latency_ms,
         } => {
             seen.routed.push(user(*u));
-            let recorded =
-                gate.record_by_id(&user(*u), *success, u64::from(*latency_ms) * 1_000_000);
+            let recorded = seen.unjudged(
+                gate,
+                || gate.record_by_id(&user(*u), *success, u64::from(*latency_ms) * 1_000_000),
+                counted,
+            );
             seen.tally(recorded);
         }
         Op::Traffic {
@@ -975,7 +1006,7 @@ fn step(gate: &Gate, op: &Op, seen: &mut Seen) -> Result<(), Refusal> {
             let recorded = seen.unjudged(
                 gate,
                 || gate.record_by_id_forced(&id, value.as_deref(), *success, latency_ns),
-                |r| *r != pgate_recorded::Forced,
+                counted,
             );
             seen.tally(recorded);
             assert_eq!(
@@ -994,7 +1025,7 @@ fn step(gate: &Gate, op: &Op, seen: &mut Seen) -> Result<(), Refusal> {
                 let recorded = seen.unjudged(
                     gate,
                     || gate.record_abandoned_as(&d, waited_ns),
-                    |r| r.is_some_and(|r| r != pgate_recorded::Forced),
+                    |r| r.as_ref().is_some_and(counted),
                 );
                 // A wait longer than the latency target is a success that missed it; one up
                 // to the target records nothing.
@@ -1028,7 +1059,11 @@ fn step(gate: &Gate, op: &Op, seen: &mut Seen) -> Result<(), Refusal> {
             latency_ns,
         } => {
             seen.routed.push(id.clone());
-            let recorded = gate.record_by_id(id, *success, *latency_ns);
+            let recorded = seen.unjudged(
+                gate,
+                || gate.record_by_id(id, *success, *latency_ns),
+                counted,
+            );
             seen.tally(recorded);
         }
         Op::PromoteFrom {
