@@ -503,6 +503,7 @@ impl Gate {
 
     /// Everything a host can read back of the gate, with whether each of `flags` is on.
     pub fn observe(&self, flags: &[&[u8]]) -> Observed {
+        let health = self.read_health();
         Observed {
             state: self.state(),
             config: self.config_json(),
@@ -510,6 +511,7 @@ impl Gate {
             history: self.history_json(),
             flags: flags.iter().map(|f| self.is_feature_enabled(f)).collect(),
             changes: self.change_count(),
+            cohorts: (health.canary_requests, health.production_requests),
         }
     }
 }
@@ -522,7 +524,9 @@ impl Drop for Gate {
     }
 }
 
-/// What a host can read of a gate: compared before and after a refused call.
+/// What a host can read of a gate: compared before and after a refused call. The window's
+/// counts change with time too (an outcome older than the window leaves it), which a caller
+/// comparing them across more than the shortest window (a second) must allow for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observed {
     /// `pgate_state`.
@@ -537,6 +541,8 @@ pub struct Observed {
     pub flags: Vec<Result<bool, pgate_status>>,
     /// `pgate_change_count`.
     pub changes: u64,
+    /// `pgate_read_health`'s requests in the window: the new version's, the stable version's.
+    pub cohorts: (u64, u64),
 }
 
 /// A text call on a config document alone (`pgate_store_location`,
