@@ -66,7 +66,7 @@ fn record_both<'a>(
     }
 }
 
-/// Bytes walked between two cold records: twice the 4 MiB L2 of this host's cores (and 16
+/// Bytes walked between two cold records: four times the 2 MiB L2 of this host's cores (and 16
 /// times the 512 KiB of the host before it), so that no line of the record's survives in L1 or
 /// L2.
 const EVICTION_BYTES: usize = 8 << 20;
