@@ -790,13 +790,15 @@ impl Seen {
     /// Runs `record`, which may record an outcome the judge must not count (forced, late,
     /// foreign, or an abandoned wait too short to say anything): when it did not count
     /// (`counted` of its result is false: anything but [`counted`]), the window's cohorts hold
-    /// as many requests as before, and when it did, one more; unless the stage changed
+    /// as many requests as before, and when it did, one more, in the cohort `canary` names when
+    /// the caller knows it (`Some(true)`: the new version's); unless the stage changed
     /// meanwhile (a rollback) or the window may have moved.
     fn unjudged<T>(
         &self,
         gate: &Gate,
         record: impl FnOnce() -> T,
         counted: impl Fn(&T) -> bool,
+        canary: Option<bool>,
     ) -> T {
         let before = gate.read_health();
         let result = record();
@@ -812,6 +814,16 @@ impl Seen {
                     cohorts(&before),
                     cohorts(&after)
                 );
+                if let Some(canary) = canary {
+                    assert_eq!(
+                        after.canary_requests,
+                        before.canary_requests + u64::from(canary),
+                        "an outcome of the {} version counted, but the cohorts went from {:?} to {:?}",
+                        if canary { "new" } else { "stable" },
+                        cohorts(&before),
+                        cohorts(&after)
+                    );
+                }
             } else {
                 assert_eq!(
                     cohorts(&before),
@@ -880,6 +892,7 @@ fn step(gate: &Gate, op: &Op, seen: &mut Seen) -> Result<(), Refusal> {
                     gate,
                     || gate.record(&d, *success, u64::from(*latency_ms) * 1_000_000),
                     counted,
+                    Some(d.is_canary),
                 );
                 seen.tally(recorded);
                 if d.forced != pgate_forced::None && d.stage <= current {
@@ -898,8 +911,12 @@ fn step(gate: &Gate, op: &Op, seen: &mut Seen) -> Result<(), Refusal> {
                 is_canary: *canary,
                 ..seen.route(gate, b"forged")
             };
-            let recorded =
-                seen.unjudged(gate, || gate.record(&forged, *success, 1_000_000), counted);
+            let recorded = seen.unjudged(
+                gate,
+                || gate.record(&forged, *success, 1_000_000),
+                counted,
+                None,
+            );
             seen.tally(recorded);
             if *stage > current {
                 assert_eq!(
@@ -919,6 +936,7 @@ fn step(gate: &Gate, op: &Op, seen: &mut Seen) -> Result<(), Refusal> {
                 gate,
                 || gate.record_by_id(&user(*u), *success, u64::from(*latency_ms) * 1_000_000),
                 counted,
+                None,
             );
             seen.tally(recorded);
         }
@@ -1009,6 +1027,7 @@ fn step(gate: &Gate, op: &Op, seen: &mut Seen) -> Result<(), Refusal> {
                 gate,
                 || gate.record_by_id_forced(&id, value.as_deref(), *success, latency_ns),
                 counted,
+                None,
             );
             seen.tally(recorded);
             assert_eq!(
@@ -1028,6 +1047,7 @@ fn step(gate: &Gate, op: &Op, seen: &mut Seen) -> Result<(), Refusal> {
                     gate,
                     || gate.record_abandoned_as(&d, waited_ns),
                     |r| r.as_ref().is_some_and(counted),
+                    Some(d.is_canary),
                 );
                 // A wait longer than the latency target is a success that missed it; one up
                 // to the target records nothing.
@@ -1065,6 +1085,7 @@ fn step(gate: &Gate, op: &Op, seen: &mut Seen) -> Result<(), Refusal> {
                 gate,
                 || gate.record_by_id(id, *success, *latency_ns),
                 counted,
+                None,
             );
             seen.tally(recorded);
         }
@@ -1099,7 +1120,7 @@ fn step(gate: &Gate, op: &Op, seen: &mut Seen) -> Result<(), Refusal> {
         Op::SwapSlo { edit } => {
             let json = slo_edited(gate, edit);
             // The SLO swap keeps the outcomes in the window.
-            seen.unjudged(gate, || gate.swap_slo(&json), |_| false)?;
+            seen.unjudged(gate, || gate.swap_slo(&json), |_| false, None)?;
         }
         Op::ReadHealth => {
             let (_, _, current) = gate.state();
