@@ -179,8 +179,8 @@ typedef struct {
     size_t                       override_cookie_len;
     u_char                       override_header[PGATE_NAME_CAPACITY];
     u_char                       override_cookie[PGATE_NAME_CAPACITY];
-    /* outcomes the library refused (ngx_http_pgate_refused), and this worker's failures to
-     * read the override names (ngx_http_pgate_refresh_config), each logged quietly */
+    /* outcomes the library refused, and this worker's failures to read the override names
+     * (ngx_http_pgate_refresh_config), each logged quietly (ngx_http_pgate_log_quiet) */
     ngx_http_pgate_quiet_t       refused;
     ngx_http_pgate_quiet_t       override_failures;
     /* this worker logged that the gate's key reads a gate's decision (through a map...) */
