@@ -1693,11 +1693,17 @@ local function test_pgate_lib()
     return output
   end
   -- Loaded by the name the SONAME gives from $PGATE_LIB's directory (test.sh links it there):
+  -- the name loaded must be that one, not the unversioned libpromotion_gates_ffi.so that
+  -- load falls back to (pg.load of the name loaded returns the library, of another nil), and
   -- the file the child mapped must be that library, not one of the same name that the
   -- loader's cache knows elsewhere (an earlier install in /usr/local/lib).
   local output = child("PGATE_LIB= LD_LIBRARY_PATH=" .. shell_word(lib_path:match("^(.*)/")), [[
 local pg = require("promotion_gates")
 print(pg.version())
+local major, minor = pg._VERSION:match("^(%d+)%.(%d+)%.")
+local soname = "libpromotion_gates_ffi.so." .. (major == "0" and "0." .. minor or major)
+local again, err = pg.load(soname)
+print(again ~= nil and "loaded by " .. soname or tostring(err))
 for line in io.lines("/proc/self/maps") do
   local path = line:match("^%S+%s+%S+%s+%S+%s+%S+%s+%S+%s+(.+)$")
   if path and path:match("[^/]*$"):find("libpromotion_gates_ffi", 1, true) then
@@ -1705,11 +1711,13 @@ for line in io.lines("/proc/self/maps") do
     break
   end
 end]])
-  local version, mapped = output:match("^([^\n]*)\n([^\n]*)\n$")
+  local version, by, mapped = output:match("^([^\n]*)\n([^\n]*)\n([^\n]*)\n$")
   check(version == pg._VERSION, "an empty PGATE_LIB is unset: " .. output)
+  check(by and by:find("^loaded by libpromotion_gates_ffi%.so%.%d") ~= nil,
+        "an empty PGATE_LIB loads the name the SONAME gives first: " .. output)
   local same = mapped and os.execute("[ " .. shell_word(mapped) .. " -ef " .. shell_word(lib_path) .. " ]")
-  check(same == 0 or same == true, "an empty PGATE_LIB loads " .. lib_path .. " by its SONAME: mapped "
-                                     .. tostring(mapped))
+  check(same == 0 or same == true, "an empty PGATE_LIB maps " .. lib_path .. " from $PGATE_LIB's "
+                                     .. "directory: mapped " .. tostring(mapped))
   output = child("PGATE_LIB=/nonexistent/libpromotion_gates_ffi.so",
                  'local ok, err = pcall(require("promotion_gates").load)\nprint(ok, err)')
   check(output:find('false\t[^\n]*PGATE_LIB="/nonexistent/libpromotion_gates_ffi.so" could not be '
