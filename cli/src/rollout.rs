@@ -186,6 +186,9 @@ struct Driver<'s> {
     next_sample_ns: u64,
     /// Indexed like [`services`](Self::services): each service's incident.
     incidents: [IncidentTally; 2],
+    /// The ticks moved so far, for the tests of [`Scenario::ticks_per_second`].
+    #[cfg(test)]
+    ticks: u64,
 }
 
 /// Simulated time between two health checks: about [`TIMELINE_POINTS`] over the planned ramp,
@@ -227,6 +230,8 @@ impl<'s> Driver<'s> {
             sample_every_ns: health_check_interval_ns(scenario),
             next_sample_ns: 0,
             incidents: Default::default(),
+            #[cfg(test)]
+            ticks: 0,
         })
     }
 
@@ -415,6 +420,10 @@ impl<'s> Driver<'s> {
                 .filter_map(|service| service.next_change_ns(self.now_ns))
                 .fold(self.now_ns.saturating_add(TICK_NS).min(end), u64::min);
             self.clock.set(Duration::from_nanos(self.now_ns));
+            #[cfg(test)]
+            {
+                self.ticks += 1;
+            }
             let now_s = seconds(self.now_ns);
             let conditions = [
                 self.services[0].conditions(self.now_ns),
@@ -512,7 +521,7 @@ impl<'s> Driver<'s> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::ScenarioName;
+    use crate::scenario::{Bursts, MIN_EXTENSION_S, ScenarioName};
 
     #[test]
     fn user_ids_are_written_in_place() {
@@ -657,6 +666,96 @@ mod tests {
                 (canary.errors as f64 - expected).abs() <= 4.0 * sd,
                 "{length_s} s bursts: {} errors, expected {expected}",
                 canary.errors
+            );
+        }
+    }
+
+    /// The ticks the driver moves in `duration_s` of the first stage, at a request a
+    /// simulated second, with these bursts (none failing) of the stable version and the
+    /// canary, and what [`Scenario::ticks_per_second`] bounds them by.
+    fn ticks_with(stable: Option<Bursts>, canary: Option<Bursts>, duration_s: f64) -> (u64, f64) {
+        let mut scenario = Scenario {
+            rps: 1.0,
+            ..Scenario::default()
+        };
+        scenario.stable.bursts = stable;
+        scenario.canary.bursts = canary;
+        let progress = Progress::new(duration_s, false, false);
+        let mut driver = Driver::new(&scenario, &progress).unwrap();
+        let mut tallies = [CohortTally::new().unwrap(), CohortTally::new().unwrap()];
+        assert!(matches!(
+            driver.traffic(duration_s, &mut tallies),
+            Flow::Done
+        ));
+        (driver.ticks, scenario.ticks_per_second())
+    }
+
+    /// Bursts of 10 ms every `every_s`.
+    fn ten_ms_every(every_s: f64) -> Option<Bursts> {
+        Some(Bursts {
+            every_s,
+            length_s: 0.01,
+            error_rate: 0.0,
+        })
+    }
+
+    #[test]
+    fn the_driver_ticks_as_the_bursts_cut() {
+        // No bursts: 100 000 ticks in 1000 s.
+        assert_eq!(ticks_with(None, None, 1000.0), (100_000, 100.0));
+        // Both bursting for 10 ms every 11 ms: both time bursts from 0, so their edges are the
+        // same instants, and each 11 ms is a tick of 10 ms and one of 1 ms: 181 818 ticks in
+        // 1000 s, not the 463 636 of 100 + 2 × 2 / 0.011 a second (docs/simulator.md).
+        let (ticks, bound) = ticks_with(ten_ms_every(0.011), ten_ms_every(0.011), 1000.0);
+        assert!(ticks.abs_diff(181_818) <= 2, "{ticks}");
+        assert!((bound - (100.0 + 2.0 / 0.011)).abs() < 1e-9, "{bound}");
+        // Interleaved: the stable version every 10.000001 ms (a tick and a tick of 1 ns each
+        // period), the canary every 10.5 ms, 390 474 ticks in 1000 s as a model of the cuts
+        // alone counts them: the most the limits allow is near this (docs/simulator.md).
+        let (ticks, bound) = ticks_with(ten_ms_every(0.010_000_001), ten_ms_every(0.0105), 1000.0);
+        assert!(ticks.abs_diff(390_474) <= 10, "{ticks}");
+        assert!(ticks as f64 <= bound * 1000.0, "{ticks} > {bound} a second");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(64))]
+        /// Whatever the bursts, on the 10 ms grid or off it, equal or not, the driver's ticks in
+        /// a run never exceed [`Scenario::ticks_per_second`] × its length, but for the ticks
+        /// its ends cut: one each edge in the last, partial period of each service, and the
+        /// last tick's own.
+        #[test]
+        fn the_ticks_per_second_bound_the_driver(
+            schedules in proptest::collection::vec(
+                proptest::option::of((1u64..=6, 0.0f64..=1.0, proptest::bool::ANY)),
+                2,
+            ),
+            same in proptest::bool::ANY,
+            duration_s in 0.5f64..3.0,
+        ) {
+            // `every_s` of 1 to 6 ticks, on the grid or up to a tick more; `length_s` from a
+            // tick to `every_s`, on the grid when `every_s` is.
+            let bursts = |schedule: &Option<(u64, f64, bool)>| {
+                schedule.map(|(ticks, share, on_grid)| {
+                    let tick = MIN_EXTENSION_S;
+                    let every_s = if on_grid {
+                        ticks as f64 * tick
+                    } else {
+                        (ticks as f64 + share) * tick
+                    };
+                    let length_s = if on_grid {
+                        ((share * (ticks - 1) as f64).round() + 1.0) * tick
+                    } else {
+                        tick + share * (every_s - tick)
+                    };
+                    Bursts { every_s, length_s, error_rate: 0.0 }
+                })
+            };
+            let stable = bursts(&schedules[0]);
+            let canary = if same { stable.clone() } else { bursts(&schedules[1]) };
+            let (ticks, bound) = ticks_with(stable, canary, duration_s);
+            proptest::prop_assert!(
+                ticks as f64 <= bound * duration_s + 3.0,
+                "{} ticks in {} s, bound {} a second", ticks, duration_s, bound
             );
         }
     }

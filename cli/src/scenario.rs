@@ -546,20 +546,11 @@ impl Scenario {
             .min(requests)
     }
 
-    /// The most ticks of the driver a simulated second: one every 10 ms ([`TICK_NS`]), and a
-    /// tick cut where a burst starts or ends, two more each `bursts.every_s` of a service whose
-    /// bursts end (`length_s` below `every_s`). Below 500: a burst lasts at least a tick
-    /// ([`MIN_EXTENSION_S`]), so bursts that end come less often than every 10 ms, each
-    /// service's edges fewer than 200 a second. (An incident's start and end, and the end of
-    /// each stage and extension, cut a few more in a run.)
+    /// The most ticks of the driver a simulated second: 100 (one every 10 ms, [`TICK_NS`]),
+    /// and the ticks the bursts of either service cut where one starts or ends, counted as
+    /// [`crate::traffic::ticks_per_second`] says. Below 500.
     pub fn ticks_per_second(&self) -> f64 {
-        [&self.stable, &self.canary]
-            .into_iter()
-            .filter_map(|model| model.bursts.as_ref())
-            .filter(|bursts| bursts.length_s < bursts.every_s)
-            .fold(1e9 / TICK_NS as f64, |ticks, bursts| {
-                ticks + 2.0 / bursts.every_s
-            })
+        crate::traffic::ticks_per_second(self.stable.bursts.as_ref(), self.canary.bursts.as_ref())
     }
 }
 
@@ -788,8 +779,10 @@ mod tests {
             e,
             "invalid slo.evaluation_interval_ms = 2: at least 11.416 ms over the \
              longest run of 360000 s (the stages, each extended max_extensions times): the \
-             record path evaluates once per evaluation_interval, and a run at most 31536000 \
-             times (MAX_RUN_EVALUATIONS; raise the interval or shorten the stages)"
+             record path evaluates once per evaluation_interval and at most once a tick of \
+             the driver (100.0 a simulated second, the ticks the bursts cut where they start \
+             or end counted), and a run at most 31536000 times (MAX_RUN_EVALUATIONS; raise \
+             the interval or shorten the stages)"
         );
         changed(|s| hours(s, 11.416)).validate().unwrap();
         // Fewer requests than evaluations due: one a request at most.
@@ -812,9 +805,10 @@ mod tests {
 
     #[test]
     fn the_ticks_bursts_cut_count_in_the_evaluations() {
-        // A burst's start and its end each cut a tick, and the clock moves a tick at a time:
-        // with both services bursting for 10 ms every 20 ms, 300 ticks a simulated second, not
-        // 100, and up to as many evaluations with a 1 ms interval.
+        // A burst's start and its end each cut a tick off the 10 ms grid, and the clock moves
+        // a tick at a time: with the stable version bursting for 10 ms every 10.000001 ms and
+        // the canary every 10.5 ms, about 390 ticks a simulated second (the driver's tests
+        // count them), not 100, and up to as many evaluations with a 1 ms interval.
         let every_ms = |s: &mut Scenario, interval_ms: u64| {
             s.stages.truncate(1);
             s.stages[0].duration_s = 200_000.0;
@@ -822,37 +816,68 @@ mod tests {
             s.max_extensions = 0;
             s.slo.evaluation_interval = std::time::Duration::from_millis(interval_ms);
         };
+        let bursts = |every_s: f64| Bursts {
+            every_s,
+            length_s: MIN_EXTENSION_S,
+            error_rate: 0.0,
+        };
         // 2 × 10^7 evaluations, one a tick.
         let quiet = changed(|s| every_ms(s, 1));
         assert_eq!(quiet.ticks_per_second(), 100.0);
         quiet.validate().unwrap();
-        let bursting = |s: &mut Scenario, interval_ms: u64| {
+        let interleaved = |s: &mut Scenario, interval_ms: u64| {
             every_ms(s, interval_ms);
-            let bursts = Bursts {
-                every_s: 2.0 * MIN_EXTENSION_S,
-                length_s: MIN_EXTENSION_S,
-                error_rate: 0.0,
-            };
-            s.stable.bursts = Some(bursts.clone());
-            s.canary.bursts = Some(bursts);
+            s.stable.bursts = Some(bursts(0.010_000_001));
+            s.canary.bursts = Some(bursts(0.0105));
         };
-        assert_eq!(changed(|s| bursting(s, 1)).ticks_per_second(), 300.0);
-        // 6 × 10^7 evaluations.
-        let e = refusal(|s| bursting(s, 1));
+        let ticks = changed(|s| interleaved(s, 1)).ticks_per_second();
+        assert!((ticks - (100.0 + 2.0 / 0.010_000_001 + 2.0 / 0.0105)).abs() < 1e-9);
+        // Up to 9.8 × 10^7 evaluations.
+        let e = refusal(|s| interleaved(s, 1));
         assert!(
             e.starts_with("invalid slo.evaluation_interval_ms = 1: at least 6.342 ms over the "),
             "{e}"
         );
-        changed(|s| bursting(s, 7)).validate().unwrap();
+        assert!(
+            e.contains(
+                "at most once a tick of the driver (490.5 a simulated second, the ticks the \
+                 bursts cut where they start or end counted)"
+            ),
+            "{e}"
+        );
+        changed(|s| interleaved(s, 7)).validate().unwrap();
+        // Bursts on the 10 ms grid end ticks that end there anyway: 10 ms every 20 ms on both
+        // services is 100 ticks a second, and 2 × 10^7 evaluations fit.
+        let on_the_grid = |s: &mut Scenario| {
+            every_ms(s, 1);
+            s.stable.bursts = Some(bursts(0.02));
+            s.canary.bursts = Some(bursts(0.02));
+        };
+        let on_grid = changed(on_the_grid);
+        assert_eq!(on_grid.ticks_per_second(), 100.0);
+        on_grid.validate().unwrap();
+        // So do equal schedules, off the grid: their edges are the same instants.
+        let equal = changed(|s| {
+            interleaved(s, 1);
+            s.stable.bursts = Some(bursts(0.0105));
+        });
+        assert!((equal.ticks_per_second() - (100.0 + 2.0 / 0.0105)).abs() < 1e-9);
+        // A schedule on the grid beside one off it: one tick for each of the other's edges
+        // at most, each moving the ticks off the grid.
+        let mixed = changed(|s| {
+            on_the_grid(s);
+            s.canary.bursts = Some(bursts(0.0105));
+        });
+        assert!((mixed.ticks_per_second() - (100.0 + 100.0 + 2.0 / 0.0105)).abs() < 1e-9);
         // Bursts that never end cut no tick.
         let always = changed(|s| {
-            bursting(s, 1);
-            s.canary.bursts = s.canary.bursts.take().map(|b| Bursts {
-                length_s: b.every_s,
-                ..b
+            interleaved(s, 1);
+            s.canary.bursts = Some(Bursts {
+                length_s: 0.0105,
+                ..bursts(0.0105)
             });
         });
-        assert_eq!(always.ticks_per_second(), 200.0);
+        assert!((always.ticks_per_second() - (100.0 + 2.0 / 0.010_000_001)).abs() < 1e-9);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand_distr::{Distribution, LogNormal};
 use std::time::Duration;
 
+use crate::rollout::TICK_NS;
 use crate::scenario::{Bursts, Incident, ServiceModel};
 
 /// The standard normal's 99th percentile: `p99 = median · exp(Z99 · sigma)`.
@@ -74,6 +75,22 @@ impl BurstSchedule {
         }
     }
 
+    /// Whether bursts end (`length_s` below `every_s`): only then do they cut ticks.
+    fn ends(&self) -> bool {
+        self.length_ns < self.every_ns
+    }
+
+    /// Whether every edge falls on the 10 ms grid ([`TICK_NS`]) the ticks start on: those
+    /// edges end ticks that end there anyway.
+    fn on_the_tick_grid(&self) -> bool {
+        self.every_ns.is_multiple_of(TICK_NS) && self.length_ns.is_multiple_of(TICK_NS)
+    }
+
+    /// The most ticks its edges cut a simulated second: two each `every_s`.
+    fn cuts_per_second(&self) -> f64 {
+        2e9 / self.every_ns as f64
+    }
+
     /// Whether a burst is under way at `now_ns`: the first `length_s` of each `every_s`,
     /// counted from the start of the simulation.
     fn under_way(&self, now_ns: u64) -> bool {
@@ -94,6 +111,51 @@ impl BurstSchedule {
         };
         (now_ns - phase).checked_add(since)
     }
+}
+
+/// The most ticks of the driver a simulated second with the bursts of both services: one
+/// every 10 ms ([`TICK_NS`]), and one more each time a burst's start or end cuts a tick
+/// ([`Service::next_change_ns`]), an upper bound:
+///
+/// - bursts that never end (`length_s = every_s`) cut nothing;
+/// - a schedule equal to the other's (to the nanosecond) cuts nothing more: both time their
+///   bursts from the start of the simulation, so their edges are the same instants;
+/// - a schedule whose `every_s` and `length_s` are whole ticks cuts nothing while the ticks are
+///   on that grid, as they are from the start; an edge off the grid (the other service's)
+///   moves them off it, and the next edge of this schedule puts them back, one tick more: at
+///   most as many as the other's edges;
+/// - any other schedule cuts up to two ticks each `every_s`.
+///
+/// Below 500: a burst lasts at least a tick, so bursts that end come less often than every
+/// 10 ms, each service's edges fewer than 200 a second. (An incident's start and end, and the
+/// end of each stage and extension, cut a few more in a run, and each may move the ticks off
+/// the grid: one more for a schedule on it.)
+pub fn ticks_per_second(stable: Option<&Bursts>, canary: Option<&Bursts>) -> f64 {
+    let ending = |bursts: Option<&Bursts>| bursts.map(BurstSchedule::new).filter(|b| b.ends());
+    let cuts = |b: &BurstSchedule| {
+        if b.on_the_tick_grid() {
+            0.0
+        } else {
+            b.cuts_per_second()
+        }
+    };
+    let extra = match (ending(stable), ending(canary)) {
+        (None, None) => 0.0,
+        (Some(one), None) | (None, Some(one)) => cuts(&one),
+        (Some(a), Some(b)) if (a.every_ns, a.length_ns) == (b.every_ns, b.length_ns) => cuts(&a),
+        (Some(a), Some(b)) => {
+            // A schedule on the grid: at most one cut for each of the other's.
+            let realigned = |on: &BurstSchedule, off: &BurstSchedule| match (
+                on.on_the_tick_grid(),
+                off.on_the_tick_grid(),
+            ) {
+                (true, false) => on.cuts_per_second().min(off.cuts_per_second()),
+                _ => 0.0,
+            };
+            cuts(&a) + cuts(&b) + realigned(&a, &b) + realigned(&b, &a)
+        }
+    };
+    1e9 / TICK_NS as f64 + extra
 }
 
 /// What a service is like at one moment: its error rate and how much slower than usual.

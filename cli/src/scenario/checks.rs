@@ -281,10 +281,13 @@ impl Scenario {
             format!(
                 "at least {} ms over the longest run of {longest} s (the stages, each \
                  extended max_extensions times): the record path evaluates once per \
-                 evaluation_interval, and a run at most {MAX_RUN_EVALUATIONS} times \
-                 (MAX_RUN_EVALUATIONS; raise the interval or shorten the stages)",
+                 evaluation_interval and at most once a tick of the driver ({:.1} a simulated \
+                 second, the ticks the bursts cut where they start or end counted), and a run \
+                 at most {MAX_RUN_EVALUATIONS} times (MAX_RUN_EVALUATIONS; raise the interval \
+                 or shorten the stages)",
                 // Rounded up to a microsecond, so that the interval named is accepted.
                 shown_number((longest / MAX_RUN_EVALUATIONS * 1e6).ceil() / 1e3),
+                self.ticks_per_second(),
             ),
         ))
     }
