@@ -271,11 +271,6 @@ impl RollbackHistory {
         self.events.back()
     }
 
-    /// The kept events, oldest first.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &RollbackEvent> {
-        self.events.iter()
-    }
-
     pub(crate) fn to_vec(&self) -> Vec<RollbackEvent> {
         self.events.iter().cloned().collect()
     }

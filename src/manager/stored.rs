@@ -267,9 +267,7 @@ impl StoreLink {
     }
 
     /// Commits a write of `config` (a new stage unless `next` is [`NextStage::Same`]; of the next
-    /// release when [`NextStage::NextRelease`]) with `event` (`repeats_known`: whether the
-    /// history the gate knows holds it already, but for the version; see
-    /// [`Pending::repeats_known`]), as `durability` says. `Ok` means the
+    /// release when [`NextStage::NextRelease`]) with `event`, as `durability` says. `Ok` means the
     /// caller may publish, at the time it holds: `clock`, read once the write is stored (or
     /// deferred), before this link changes (a clock that panics then leaves the link as it was: a
     /// stored write is followed from the store).
@@ -278,13 +276,12 @@ impl StoreLink {
         config: &PromotionConfig,
         next: NextStage,
         event: Option<&RollbackEvent>,
-        repeats_known: bool,
         durability: Durability,
         clock: impl FnOnce() -> Now,
     ) -> Result<Now, Error> {
         if durability == Durability::Deferred {
             let now = clock();
-            self.defer(config, event, repeats_known);
+            self.defer(config, event);
             return Ok(now);
         }
         // Settled by `Shared::commit` first; still waiting only if it could not be written.
@@ -335,7 +332,7 @@ impl StoreLink {
                 if durability == Durability::BestEffort {
                     let now = clock();
                     // Deferred first: the log tells a rollback that cannot be written.
-                    self.defer(config, event, repeats_known);
+                    self.defer(config, event);
                     self.went_down(&error);
                     Ok(now)
                 } else {
@@ -364,15 +361,10 @@ impl StoreLink {
         self.pending.is_some()
     }
 
-    fn defer(
-        &mut self,
-        config: &PromotionConfig,
-        event: Option<&RollbackEvent>,
-        repeats_known: bool,
-    ) {
+    fn defer(&mut self, config: &PromotionConfig, event: Option<&RollbackEvent>) {
         self.pending = Some(Pending {
             event: event.cloned(),
-            repeats_known,
+            reseeded: Default::default(),
             decided_on: self.known,
             decided_config: self.known_config.clone(),
             decided_rollout: self.known_rollout.map(|rollout| rollout.started),
@@ -466,24 +458,9 @@ impl Shared {
         // With one, read once the write is stored (the stage starts then, not before a wait
         // for the store), before the link changes.
         let clock = || self.monitor.now();
-        // A rollback that may wait to be written: whether the history the gate knows holds its
-        // event already, but for the version (see `Pending::repeats_known`).
-        let repeats_known = match &event {
-            Some(event) if writer.store.is_some() && durability != Durability::Required => {
-                Pending::repeats_a_known_event(&self.lock_records().history, event)
-            }
-            _ => false,
-        };
         let now = match writer.store.as_mut() {
             Some(link) => {
-                match link.write(
-                    &snapshot.config,
-                    next,
-                    event.as_ref(),
-                    repeats_known,
-                    durability,
-                    clock,
-                ) {
+                match link.write(&snapshot.config, next, event.as_ref(), durability, clock) {
                     Ok(now) => now,
                     Err(error) => {
                         self.restore_live_flags(writer);

@@ -152,8 +152,14 @@ pub(super) fn catch_up(
                 known = from.version,
                 "promotion.store the stored state is gone (deleted or replaced): the pending rollback is written as the store's first state"
             );
+            // Marked before it is written: a host's write that reads the store before this
+            // one hears back finds the mark already (the sync thread writes without the lock).
+            pending.reseeding();
             match reseed(store, from, local, pending.event.as_ref())? {
-                Some(update) => return Ok(Some(update)),
+                Some(update) => {
+                    pending.reseeded(guard_of(&update.release));
+                    return Ok(Some(update));
+                }
                 None => continue,
             }
         };
@@ -684,7 +690,7 @@ mod tests {
         event.environment = crate::config::canary(10.0);
         let pending = Pending {
             event: Some(event),
-            repeats_known: false,
+            reseeded: Default::default(),
             decided_on: Guard {
                 version: 1,
                 stage: 1,

@@ -1,13 +1,13 @@
 //! A rollback published while the store could not be written: when a stored state settles
 //! it, and how a host's write first writes it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::catch_up::{Local, catch_up};
 use super::conflict;
 use crate::config::{Environment, PromotionConfig};
 use crate::error::Error;
-use crate::history::{RollbackEvent, RollbackHistory};
+use crate::history::RollbackEvent;
 use crate::manager::{Shared, WriterState};
 use crate::release;
 use crate::store::{self, Guard, StoreError, StoreProblem};
@@ -19,13 +19,11 @@ pub(super) const WAITING_ROLLBACK: &str = "a rollback this process made (automat
 pub(super) struct Pending {
     /// Its history event (with the judge's evidence, when automatic).
     pub(super) event: Option<RollbackEvent>,
-    /// Whether the history the gate knew when it decided this rollback held an event the same
-    /// as `event` but for its version ([`repeats_a_known_event`](Self::repeats_a_known_event):
-    /// the same rollback decided again at the same wall time, on a clock that repeats one, a
-    /// `ManualClock` not advanced or a host's clock that clamps). Then an identical stored
-    /// event at version 1 may be that older one, and settles nothing (see
-    /// [`settled_by`](Self::settled_by)).
-    pub(super) repeats_known: bool,
+    /// Whether this rollback was written (or tried) as the first state of a store that lost
+    /// its own ([`reseeding`](Self::reseeding)): shared by every copy of it, so that the
+    /// sync thread's write, made without the writer lock, is known to a host's write that
+    /// takes the lock before the sync thread applies it.
+    pub(super) reseeded: Reseeded,
     /// The stored state it was decided on.
     pub(super) decided_on: Guard,
     /// The config of that state: a stored stage that differs from it only by flags turned on
@@ -60,26 +58,64 @@ pub(super) enum Settled {
     },
 }
 
+/// [`Pending::reseeded`]: shared by the copies of one rollback.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Reseeded(Arc<Mutex<Reseed>>);
+
+impl Reseeded {
+    fn lock(&self) -> MutexGuard<'_, Reseed> {
+        // The mark is one value, whole at any time: a panic elsewhere leaves it readable.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Whether a rollback was written as the first state of a store that lost its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Reseed {
+    #[default]
+    Never,
+    /// Tried, its answer not known yet (or lost: the write may be stored).
+    Tried,
+    /// Stored by the write that made this state.
+    At(Guard),
+}
+
 impl Pending {
-    /// Whether `known`, the history the gate holds as it decides a rollback, holds an event
-    /// the same as `event` as the store keeps it, whatever its version (what was rolled back,
-    /// the reason, trigger, environment and time: what [`settled_by`](Self::settled_by)
-    /// compares a stored event with).
-    pub(super) fn repeats_a_known_event(known: &RollbackHistory, event: &RollbackEvent) -> bool {
-        let stored = store::StoredEvent::from_event(0, event);
-        known
-            .iter()
-            .any(|known| store::StoredEvent::from_event(0, known) == stored)
+    /// Marks this rollback as about to be written as the first state of an emptied store (by
+    /// the sync thread's catch-up, or a host's): until that write answers, an event the same
+    /// as this rollback's at version 1, of whatever file, may be that write's.
+    pub(super) fn reseeding(&self) {
+        let mut mark = self.reseeded.lock();
+        if *mark == Reseed::Never {
+            *mark = Reseed::Tried;
+        }
+    }
+
+    /// Marks this rollback as written by `written`, the first state of an emptied store: its
+    /// event there (that version, of that file) is this rollback.
+    pub(super) fn reseeded(&self, written: Guard) {
+        *self.reseeded.lock() = Reseed::At(written);
+    }
+
+    /// Whether `stored`, an event of the stored release `release`, is the one this rollback's
+    /// first-state write stored ([`reseeding`](Self::reseeding)): at the version that write
+    /// made, in the file it wrote (at version 1 of any file while its answer is not known).
+    fn reseeded_as(&self, stored: &store::StoredEvent, release: &store::StoredRelease) -> bool {
+        match *self.reseeded.lock() {
+            Reseed::Never => false,
+            Reseed::Tried => stored.version == 1,
+            Reseed::At(written) => {
+                stored.version == written.version && !written.of_another_file(release.epoch)
+            }
+        }
     }
 
     /// Whether `state`, the stored state, settles this rollback without writing it: it holds
-    /// the rollback already (its very event above the version decided on; at version 1 too,
-    /// where the sync thread writes it as the first state of a store that lost its own, unless
-    /// the history the gate knew when it decided held the same event already
-    /// ([`repeats_known`](Self::repeats_known)); at any version when the store went back
-    /// below the version decided on or `state` is of another file, where the sync thread may
-    /// have written it too; else such an event is an older rollback made at the same wall
-    /// time);
+    /// the rollback already (its very event above the version decided on; at the version
+    /// this process wrote it as the first state of a store that lost its own
+    /// ([`reseeded_as`](Self::reseeded_as)); at any version when the store went back below
+    /// the version decided on or `state` is of another file, where the sync thread may have
+    /// written it too; else such an event is an older rollback made at the same wall time);
     /// another release rollback was stored after the state it was decided on; a write since
     /// put the stored release in Production at another stage; or the stored release moved on to
     /// another stage (another process ramped, graduated or started the next rollout
@@ -116,25 +152,18 @@ impl Pending {
         };
         let release = &state.release;
         // Looked for above the state decided on; at or below it too when the store went back
-        // below that state or is another file; and at version 1: the sync thread may have
-        // written it there, as the first state of a store that lost its own (a host's write
-        // taking the lock before the sync thread applied it; others' writes may have taken
-        // that state since past the one decided on, into the next rollout too, and rows
-        // deleted in place keep the file's epoch). A first state holds a rollback's event
-        // only then (a gate's first write holds none). Else an identical event at or below is
-        // an older rollback made at the same wall time (a clock that repeats one: a
-        // `ManualClock` not advanced, a host's clock that clamps), not this one; and one at
-        // version 1 is that older one when the gate knew it as it decided (`repeats_known`:
-        // the first state written with it, the host started the next rollout, the same
-        // rollback decided again on it), and settles nothing. One the gate did not know was
-        // written after the state it knew: this rollback, by the sync thread, or the same
-        // rollback (the same time and reason) made by another process first.
+        // below that state or is another file; and at the write that stored it as the first
+        // state of a store that lost its own (a host's write taking the lock before the sync
+        // thread applied it; others' writes may have taken that state since past the one
+        // decided on, into the next rollout too, and rows deleted in place keep the file's
+        // epoch). Else an identical event at or below is an older rollback made at the same
+        // wall time (a clock that repeats one: a `ManualClock` not advanced, a host's clock
+        // that clamps), not this one, whether the gate still knows it or not.
         let went_back = release.version < decided_on.version || self.of_another_file(release);
-        let at_one = !self.repeats_known;
         let written = state
             .history
             .iter()
-            .filter(|e| went_back || (e.version == 1 && at_one) || e.version > decided_on.version)
+            .filter(|e| went_back || e.version > decided_on.version || self.reseeded_as(e, release))
             .find(|e| ours(e));
         if let Some(stored) = written {
             return Some(Settled::Written(stored.version));
@@ -675,6 +704,38 @@ mod tests {
             assert_eq!(gate.environment(), crate::Environment::Production);
             assert_eq!(automatic_rollbacks(&gate), 2, "{reseeded}");
         }
+    }
+
+    #[test]
+    fn a_same_time_rollback_reseeded_then_followed_to_the_version_decided_on_is_written_once() {
+        // A clock that repeats wall times: the first rollback "burst" is stored (version 2),
+        // the host starts the next rollout (version 3), and the same rollback is decided again
+        // on it, its event the first one's but for the version. The rows are deleted in place
+        // (the file, and its epoch, stay); the sync thread writes the emptied store's first
+        // state with that event at version 1; another gate follows it to the very version the
+        // rollback was decided on (3) before a host's write takes the lock, which finds the
+        // rollback stored already: not written a second time.
+        let dir = Scratch::new("pending-same-time-reseeded-followed");
+        let path = dir.file("gate.db");
+        let gate = quiet_gate_at_one_time(&path);
+        roll_back_automatically(&gate, "burst");
+        gate.shared.sync_once();
+        start_the_next_rollout(&gate);
+        roll_back_automatically(&gate, "burst");
+        delete_rows_in_place(&path);
+        let read = gate.shared.sync_read().unwrap();
+        let other = gate_on(&path, 60_000, 5_000);
+        other.enable_feature("c").unwrap();
+        other.enable_feature("d").unwrap();
+        assert_eq!(stored_config(&path).0, 3);
+        gate.enable_feature("x").unwrap();
+        gate.shared.sync_apply(read);
+        assert_eq!(stored_reasons(&path), ["burst"]);
+        let (version, stored) = stored_config(&path);
+        assert_eq!(version, 4);
+        assert_eq!(stored.environment, crate::Environment::Production);
+        assert!(gate.is_feature_enabled("x"));
+        assert_eq!(automatic_rollbacks(&gate), 2);
     }
 
     /// The stored release's version and config, read by a connection of its own.
