@@ -761,6 +761,39 @@ mod tests {
     }
 
     #[test]
+    fn a_first_state_write_not_yet_heard_back_from_settles_its_rollback_there_alone() {
+        let dir = crate::store::scratch::Scratch::new("pending-reseed-unanswered");
+        let (store, pending, local) = a_rollback_waiting_on(&dir);
+        // The rows are deleted in place (the file, and its epoch, stay); the sync thread
+        // writes the emptied store's first state with the rollback's event, and a host's write
+        // reads the store before the sync thread hears back: the mark made before the write
+        // settles the rollback at version 1, not written again.
+        rusqlite::Connection::open(dir.file("gate.db"))
+            .unwrap()
+            .execute_batch("DELETE FROM history; DELETE FROM release;")
+            .unwrap();
+        pending.reseeding();
+        let first = reseed(
+            store.as_ref(),
+            pending.decided_on,
+            &local,
+            pending.event.as_ref(),
+        );
+        assert_eq!(first.unwrap().unwrap().release.version, 1);
+        let state = store.load().unwrap().unwrap();
+        // The same event at version 1 settles no other rollback: there it is an older one
+        // made at the same wall time, whether the gate knows it or not.
+        let another = Pending {
+            reseeded: Default::default(),
+            ..pending.clone()
+        };
+        assert_eq!(another.settled_by(&state), None);
+        let update = catch_up(store.as_ref(), pending.decided_on, Some(&pending), &local);
+        assert_eq!(update.unwrap().unwrap().counted, Some(1));
+        assert_eq!(store.load().unwrap().unwrap().history.len(), 1);
+    }
+
+    #[test]
     fn a_waiting_rollback_is_written_over_a_store_that_went_back_to_production_at_another_stage() {
         use crate::store::testing::write_on;
         let dir = crate::store::scratch::Scratch::new("pending-went-back-production");
