@@ -74,7 +74,9 @@ impl Reseeded {
 enum Reseed {
     #[default]
     Never,
-    /// Tried, its answer not known yet (or lost: the write may be stored).
+    /// Tried, not known to be stored: its answer not heard yet, or lost (the write may be
+    /// stored), or a conflict (another process wrote the emptied store first: an identical
+    /// event in its first state is the same rollback made at the same time).
     Tried,
     /// Stored by the write that made this state.
     At(Guard),
@@ -82,8 +84,8 @@ enum Reseed {
 
 impl Pending {
     /// Marks this rollback as about to be written as the first state of an emptied store (by
-    /// the sync thread's catch-up, or a host's): until that write answers, an event the same
-    /// as this rollback's at version 1, of whatever file, may be that write's.
+    /// the sync thread's catch-up, or a host's): until that write is known stored, an event
+    /// the same as this rollback's at version 1, of whatever file, may be that write's.
     pub(super) fn reseeding(&self) {
         let mut mark = self.reseeded.lock();
         if *mark == Reseed::Never {
