@@ -34,8 +34,8 @@ typedef struct {
 typedef struct {
     ngx_http_request_t          *request;
     ngx_http_pgate_route_t      *routes;
-    /* how many r->upstream_states it had when first routed (if it had them: states_existed),
-     * see ngx_http_pgate_routed_first */
+    /* how many r->upstream_states it had at its first route that may record (if it had them:
+     * states_existed), see ngx_http_pgate_anchor and ngx_http_pgate_routed_first */
     ngx_uint_t                   states_before;
     unsigned                     states_existed:1;
     /* the first upstream started after the route is none a gate chose (each routed by an
@@ -129,13 +129,14 @@ ngx_http_pgate_get_ctx(ngx_http_request_t *r)
 
 /*
  * The index in r->upstream_states of the routed upstream's first attempt, the routed upstream
- * being the first one the request starts after it was routed. nginx makes the array when a
- * request starts its first upstream (and pushes nothing yet), and every later upstream first
- * pushes an empty separator: so the routed upstream's attempts start at 0 if the request had
- * no array when it was routed, else one after the states it had. An upstream that gave up
- * before trying any peer (a name no upstream{} block has, with no resolver) pushed nothing:
- * its fallback's separator then sits where the routed attempts would, and nothing of the
- * fallback is taken for the routed version's.
+ * being the first one the request starts after its first route that may record (a gate read
+ * by a balancer's key, in an upstream already started, chose none). nginx makes the array
+ * when a request starts its first upstream (and pushes nothing yet), and every later upstream
+ * first pushes an empty separator: so the routed upstream's attempts start at 0 if the
+ * request had no array at that route, else one after the states it had. An upstream that
+ * gave up before trying any peer (a name no upstream{} block has, with no resolver) pushed
+ * nothing: its fallback's separator then sits where the routed attempts would, and nothing of
+ * the fallback is taken for the routed version's.
  */
 static ngx_inline ngx_uint_t
 ngx_http_pgate_routed_first(ngx_http_pgate_ctx_t *ctx)
@@ -145,10 +146,10 @@ ngx_http_pgate_routed_first(ngx_http_pgate_ctx_t *ctx)
 
 
 /*
- * Whether the request's upstream has started since its first route: a peer was asked for
- * (a wrapped one), or r->upstream_states grew past what it held then (it is made, or given
- * the next upstream's separator, after the upstream's create_request, whose header values may
- * still route).
+ * Whether the request's upstream has started since its first route that may record: a peer
+ * was asked for (a wrapped one), or r->upstream_states grew past what it held then (it is
+ * made, or given the next upstream's separator, after the upstream's create_request, whose
+ * header values may still route).
  */
 static ngx_uint_t
 ngx_http_pgate_upstream_started(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx)
@@ -189,13 +190,38 @@ ngx_http_pgate_create_ctx(ngx_http_request_t *r, ngx_uint_t gates)
     ctx->request = r;
     ctx->routes = (ngx_http_pgate_route_t *) (ctx + 1);
 
-    if (r->upstream_states != NULL) {
-        ctx->states_before = r->upstream_states->nelts;
-        ctx->states_existed = 1;
-    }
-
     ngx_http_set_ctx(r, ctx, ngx_http_promotion_gate_module);
     return ctx;
+}
+
+
+/*
+ * Takes the request's upstream states as they stand now as those before its routed upstream
+ * (ngx_http_pgate_routed_first): done by its first route that may record, whatever routes
+ * came before it that may not (ngx_http_pgate_route).
+ */
+static void
+ngx_http_pgate_anchor(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx)
+{
+    ctx->states_existed = r->upstream_states != NULL;
+    ctx->states_before = ctx->states_existed ? r->upstream_states->nelts : 0;
+    ctx->unreached = 0;
+}
+
+
+/* Whether one of the request's `gates` routes may record (ngx_http_pgate_route). */
+static ngx_uint_t
+ngx_http_pgate_any_recordable(ngx_http_pgate_ctx_t *ctx, ngx_uint_t gates)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < gates; i++) {
+        if (ctx->routes[i].recordable) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -872,12 +898,27 @@ ngx_http_pgate_route(ngx_http_request_t *r, ngx_uint_t index)
     }
 
     route->decided = 1;
-    /* Asked once the request's upstream had started (a second gate's variable in a
-     * log_format or an add_header, say; a balancer's key, read in its block's peer init while
-     * the upstream's states may not have grown yet): the upstream was not chosen by this
-     * decision, so its outcome is not this gate's to judge. */
-    route->recordable = ngx_http_pgate_balancing != r
-                        && !ngx_http_pgate_upstream_started(r, ctx);
+
+    if (ngx_http_pgate_balancing == r) {
+        /* a balancer's key, read in its block's peer init, once the upstream has started
+         * (its states may not have grown yet): that upstream was not chosen by this decision,
+         * so its outcome is not this gate's to judge */
+        route->recordable = 0;
+
+    } else if (!ngx_http_pgate_any_recordable(ctx, pmcf->gates.nelts)) {
+        /* the request's first route that may record: any upstream started before it was
+         * chosen by no gate (none routed, or only by a balancer's key, or a route whose
+         * upstream never started: unreached), and the first upstream started from now on is
+         * this decision's, an error page's too */
+        ngx_http_pgate_anchor(r, ctx);
+        route->recordable = 1;
+
+    } else {
+        /* asked once the routed upstream had started (a second gate's variable in a
+         * log_format or an add_header, say): that upstream is another gate's choice */
+        route->recordable = !ngx_http_pgate_upstream_started(r, ctx);
+    }
+
     return route;
 }
 

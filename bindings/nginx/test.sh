@@ -26,7 +26,8 @@
 # 418`) and a second gate read in the error page's location is recorded (one read by
 # proxy_pass is not credited with an error page's upstream resolved at run time), that a gate
 # first read by a hash balancer's key records nothing, whatever attempts the request makes
-# (also in an error page's upstream), that a
+# (also in an error page's upstream) and takes nothing from a gate read in its error page's
+# location, that a
 # granted upgrade is a success recorded and timed at its 101 (not the idle connection's life) and a refused
 # one a failure, that a
 # status location holding an `if` answers and writes each gate's traffic_percent as the
@@ -1583,7 +1584,7 @@ stop_tcp_server
 [ "$chunkok" = "9 recorded, 0 errors" ] ||
   { echo "FAIL: expected chunkok's 9 requests recorded as successes; nginx logged:" >&2; cat "$tmp/logs/chunk.log" >&2; exit 1; }
 
-echo "== a gate read by if reaches its version through an error page; one read by proxy_pass does not"
+echo "== a gate read by if reaches its version through an error page, one read by proxy_pass does not, one read after a balancer's does"
 # Routing by `if ($promotion_gate_e418 = canary) { return 418; }` with `error_page 418 =
 # @canary` (the idiom nginx's "if is evil" page gives): the gate chose no upstream object, and
 # the first upstream started after the route, the error page's, is its version (a build taking
@@ -1599,13 +1600,22 @@ echo "== a gate read by if reaches its version through an error page; one read b
 # with the outcome of the error page's upstream, one resolved at run time (`proxy_pass
 # http://127.0.0.1:$sp`), which the module does not wrap and so cannot tell from the chosen one
 # at its start: stable's 200 answers the client, and `rt` records nothing (a build reading the
-# request's last upstream state for it recorded each as a canary success).
+# request's last upstream state for it recorded each as a canary success). Gate `bal` is first
+# read by the hash key of the upstream{} block `bal`, whose two servers refuse (nginx's 502
+# after both): it chose nothing and records nothing. error_page 502 sends the request on to a
+# named location: @bpass proxies to the upstream named by gate `bpass`, @bset to the one named
+# by gate `bset` through `set`; each chose the error page's upstream, the first started after
+# it was read (the canary's 500: a failure each), and records it as `bplain` does behind an
+# upstream no gate chose. @bhash proxies to an upstream{} block whose hash key first reads
+# gate `bhash`: a balancer's read, nothing recorded. A build that took the balancer's read as
+# the request's first route read `bpass` and `bset` as asked once the upstream had started,
+# and recorded nothing for either.
 port=$(free_port)
 h2port=$(free_port)
 failing=$(free_port)
 stable=$(free_port)
 gates=''
-for gate in e418 up other setg rt; do
+for gate in e418 up other setg rt bal bpass bset bplain bhash; do
   gate_document "$gate" 100
   gates+="promotion_gate $gate $gate.json;
     upstream ${gate}_canary { server 127.0.0.1:$failing; }
@@ -1615,6 +1625,9 @@ done
 serve "$(cat <<CONF
     $gates
     upstream plain { server 127.0.0.1:$stable; }
+    upstream bal { hash \$promotion_gate_bal; server 127.0.0.1:9 max_fails=0; server 127.0.0.2:9 max_fails=0; }
+    upstream bhash { hash \$promotion_gate_bhash; server 127.0.0.1:$failing; }
+    log_format balanced '\$uri \$status \$upstream_status';
     server { listen 127.0.0.1:$failing; access_log off; return 500; }
     server { listen 127.0.0.1:$stable; access_log off; return 200 "stable\n"; }
     server {
@@ -1632,6 +1645,18 @@ serve "$(cat <<CONF
         location @setg { set \$v \$promotion_gate_setg; proxy_pass http://setg_\$v; }
         location /rt { error_page 400 = @rtstable; proxy_pass http://rt_\$promotion_gate_rt; }
         location @rtstable { set \$sp $stable; proxy_pass http://127.0.0.1:\$sp; }
+        location /bpass { error_page 502 = @bpass; proxy_pass http://bal; }
+        location @bpass { access_log logs/balanced.log balanced; proxy_pass http://bpass_\$promotion_gate_bpass; }
+        location /bset { error_page 502 = @bset; proxy_pass http://bal; }
+        location @bset {
+            access_log logs/balanced.log balanced;
+            set \$v \$promotion_gate_bset;
+            proxy_pass http://bset_\$v;
+        }
+        location /bplain { error_page 502 = @bplain; proxy_pass http://127.0.0.2:9; }
+        location @bplain { access_log logs/balanced.log balanced; proxy_pass http://bplain_\$promotion_gate_bplain; }
+        location /bhash { error_page 502 = @bhash; proxy_pass http://bal; }
+        location @bhash { access_log logs/balanced.log balanced; proxy_pass http://bhash; }
         location = /metrics { access_log off; promotion_gate_metrics; }
     }
 CONF
@@ -1641,8 +1666,13 @@ echo "/up badchunk: $(post_body /up badchunk)"
 echo "/plain badchunk: $(post_body /plain badchunk)"
 rt_answers=$(for _ in 1 2 3; do post_body /rt badchunk; done | sort | uniq -c | sed 's/^ *//')
 echo "/rt badchunk: $rt_answers"
+for path in bpass bset bplain bhash; do
+  for _ in 1 2 3 4 5; do curl -s -o /dev/null "http://127.0.0.1:$port/$path"; done
+done
 sleep 0.2 # the last request's log phase
-for gate in e418 up other setg rt; do
+balanced=$(sort "$tmp/logs/balanced.log" | uniq -c | sed 's/^ *//' | tr '\n' ';')
+echo "/bpass, /bset, /bplain, /bhash: by uri, status and upstream statuses: $balanced"
+for gate in e418 up other setg rt bal bpass bset bplain bhash; do
   printf '%s\n' "$gate: $(body_window "$gate" requests) recorded, $(body_window "$gate" errors) errors"
 done >"$tmp/e418.windows"
 cat "$tmp/e418.windows"
@@ -1651,8 +1681,15 @@ stop_serving
 up: 0 recorded, 0 errors
 other: 1 recorded, 1 errors
 setg: 1 recorded, 1 errors
-rt: 0 recorded, 0 errors" ] || { echo "FAIL: expected e418's 3 canary failures through its error page, none for up and rt, other's and setg's one failure" >&2; exit 1; }
+rt: 0 recorded, 0 errors
+bal: 0 recorded, 0 errors
+bpass: 5 recorded, 5 errors
+bset: 5 recorded, 5 errors
+bplain: 5 recorded, 5 errors
+bhash: 0 recorded, 0 errors" ] || { echo "FAIL: expected e418's 3 canary failures through its error page, none for up and rt, other's and setg's one failure, the error pages' 5 for bpass, bset and bplain, none for the balancers' bal and bhash" >&2; exit 1; }
 [ "$rt_answers" = "3 HTTP/1.1 200 OK" ] || { echo "FAIL: expected stable's 200 for each /rt badchunk, got: $rt_answers" >&2; exit 1; }
+[ "$balanced" = "5 /bhash 500 502, 502 : 500;5 /bpass 500 502, 502 : 500;5 /bplain 500 502 : 500;5 /bset 500 502, 502 : 500;" ] ||
+  { echo "FAIL: expected the refusals, then the error page's canary's 500, for each /b... request" >&2; exit 1; }
 
 echo "== a granted upgrade (a WebSocket) is a success timed at its 101, a refused one a failure"
 # The canary grants upgrades (101) and then says nothing, and refuses those to /refuse (503):
