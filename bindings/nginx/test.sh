@@ -29,7 +29,7 @@
 # (also in an error page's upstream) and takes nothing from a gate read in its error page's
 # location, that a
 # granted upgrade is a success recorded and timed at its 101 (not the idle connection's life) and a refused
-# one a failure, that a
+# one a failure while a 101 to a request that asked no upgrade is no outcome, that a
 # status location holding an `if` answers and writes each gate's traffic_percent as the
 # library's JSON does, that with master_process off the one process opens its gates and warns
 # of a reload (which nginx does not support in that mode), that an override header with an underscore or a dot
@@ -1691,7 +1691,7 @@ bhash: 0 recorded, 0 errors" ] || { echo "FAIL: expected e418's 3 canary failure
 [ "$balanced" = "5 /bhash 500 502, 502 : 500;5 /bpass 500 502, 502 : 500;5 /bplain 500 502 : 500;5 /bset 500 502, 502 : 500;" ] ||
   { echo "FAIL: expected the refusals, then the error page's canary's 500, for each /b... request" >&2; exit 1; }
 
-echo "== a granted upgrade (a WebSocket) is a success timed at its 101, a refused one a failure"
+echo "== a granted upgrade (a WebSocket) is a success timed at its 101, a refused one a failure, an unasked 101 nothing"
 # The canary grants upgrades (101) and then says nothing, and refuses those to /refuse (503):
 # 9 granted and 1 refused are 10 requests and 1 error (a build recording only the refusals saw
 # a WebSocket canary fail all it was weighed on), recorded as the 101s go out, while the
@@ -1703,7 +1703,12 @@ echo "== a granted upgrade (a WebSocket) is a success timed at its 101, a refuse
 # 2.5 s): the window's latency sum stays under 2 s for the 10 (their connections last 18 s at
 # least), and all fall in the bucket le=0.5. Through an upstream{} block (gate `ws`, its peer wrapped, timed by
 # the module) and through a URL built at run time (gate `wsvar`: peers made on the spot,
-# timed by nginx's header time, in milliseconds).
+# timed by nginx's header time, in milliseconds). A 101 to a request that asked no upgrade
+# (gate `wsno`: no Upgrade header) is not switched to: nginx passes it on as an answer and
+# reads its body until proxy_read_timeout ends it, and nothing is recorded, neither as the 101
+# goes out nor in the log phase (a build recording any 101 as it went out recorded the 3
+# then; one reading a 101 not switched to in the log phase recorded the 3 once nginx's
+# timeout ended them).
 port=$(free_port)
 socket=$(free_port)
 tcp_server "$socket" '    if b"/refuse" in c.recv(65536):
@@ -1714,12 +1719,16 @@ tcp_server "$socket" '    if b"/refuse" in c.recv(65536):
     held.append(c)  # then idle'
 gate_document ws 100
 gate_document wsvar 100
+gate_document wsno 100
 serve "$(cat <<CONF
     log_format ws '\$status \$request_time';
     promotion_gate ws ws.json;
     promotion_gate wsvar wsvar.json;
+    promotion_gate wsno wsno.json;
     upstream ws_canary { server 127.0.0.1:$socket; }
     upstream ws_stable { server 127.0.0.1:$socket; }
+    upstream wsno_canary { server 127.0.0.1:$socket; }
+    upstream wsno_stable { server 127.0.0.1:$socket; }
     server {
         listen 127.0.0.1:$port;
         access_log logs/ws.log ws;
@@ -1729,11 +1738,24 @@ serve "$(cat <<CONF
         proxy_read_timeout 2s;
         location / { proxy_pass http://ws_\$promotion_gate_ws; }
         location /var/ { proxy_pass http://127.0.0.1:$socket/\$promotion_gate_wsvar\$request_uri; }
+        location /no/ {
+            access_log logs/wsno.log ws;
+            postpone_output 0; # the 101 to the client at once, not with the body that never comes
+            proxy_pass http://wsno_\$promotion_gate_wsno;
+        }
         location = /metrics { promotion_gate_metrics; }
     }
 CONF
 )"
 clients=()
+for n in 1 2 3; do # no upgrade asked: each keeps the first line of its answer, then holds on 2.5 s
+  (exec 3<>"/dev/tcp/127.0.0.1/$port" &&
+    printf 'GET /no/%s HTTP/1.1\r\nHost: x\r\n\r\n' "$n" >&3 &&
+    head -n 1 <&3 >"$tmp/wsno.$n" &&
+    sleep 2.5) &
+  clients+=($!)
+  started "$!"
+done
 for path in {,var/}{1,2,3,4,5,6,7,8,9,refuse}; do # each holds its upgraded connection open for 2.5 s, silent
   (exec 3<>"/dev/tcp/127.0.0.1/$port" &&
     printf 'GET /%s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n' "$path" >&3 &&
@@ -1746,11 +1768,16 @@ canary_requests() { sed -n "s/^promotion_window_requests{gate=\"$2\",cohort=\"ca
 for _ in $(seq 15); do # within 1.5 s, before nginx's 2 s idle timeout ends a connection
   sleep 0.1
   open_metrics=$(curl -fs "http://127.0.0.1:$port/metrics")
-  [ "$(canary_requests "$open_metrics" ws) $(canary_requests "$open_metrics" wsvar)" = "10 10" ] && break
+  [ "$(canary_requests "$open_metrics" ws) $(canary_requests "$open_metrics" wsvar)" = "10 10" ] &&
+    [ "$(cat "$tmp"/wsno.{1,2,3} 2>/dev/null | grep -c '^HTTP/1.1 101 ')" = 3 ] && break
 done
-echo "while the upgraded connections are open: ws $(canary_requests "$open_metrics" ws), wsvar $(canary_requests "$open_metrics" wsvar) recorded"
+echo "while the upgraded connections are open: ws $(canary_requests "$open_metrics" ws), wsvar $(canary_requests "$open_metrics" wsvar), wsno $(canary_requests "$open_metrics" wsno) recorded"
 [ "$(canary_requests "$open_metrics" ws) $(canary_requests "$open_metrics" wsvar)" = "10 10" ] ||
   { echo "FAIL: expected the 10 upgrades of each gate recorded as their 101s went out" >&2; exit 1; }
+[ "$(cat "$tmp"/wsno.{1,2,3} 2>/dev/null | grep -c '^HTTP/1.1 101 ')" = 3 ] ||
+  { echo "FAIL: expected nginx to pass the 3 unasked 101s on:" "$(cat "$tmp"/wsno.{1,2,3} 2>/dev/null)" >&2; exit 1; }
+[ "$(canary_requests "$open_metrics" wsno)" = 0 ] ||
+  { echo "FAIL: wsno: a 101 to a request that asked no upgrade was recorded as it went out" >&2; exit 1; }
 wait "${clients[@]}" || true
 sleep 0.2
 metrics=$(curl -fs "http://127.0.0.1:$port/metrics")
@@ -1761,6 +1788,12 @@ stop_tcp_server
 upgraded=$(awk '$1 == 101 && $2 >= 1.9 && $2 < 2.45' "$tmp/logs/ws.log" | grep -c . || true)
 echo "18 upgrades granted, $upgraded ended by nginx's idle timeout"
 [ "$upgraded" = 18 ] || { echo "FAIL: expected 18 upgraded connections ended after 2 s:" >&2; cat "$tmp/logs/ws.log" >&2; exit 1; }
+# the 101s no request asked for, logged as 101 once nginx's idle timeout ended their bodies
+unasked=$(awk '$1 == 101 && $2 >= 1.9 && $2 < 2.45' "$tmp/logs/wsno.log" | grep -c . || true)
+echo "3 101s to requests that asked no upgrade, $unasked ended by nginx's idle timeout; wsno: $(canary_requests "$metrics" wsno) recorded"
+[ "$unasked" = 3 ] || { echo "FAIL: expected 3 unasked 101s ended after 2 s:" >&2; cat "$tmp/logs/wsno.log" >&2; exit 1; }
+[ "$(canary_requests "$metrics" wsno)" = 0 ] ||
+  { echo "FAIL: wsno: a 101 to a request that asked no upgrade was recorded" >&2; exit 1; }
 for gate in ws wsvar; do
   # window <series>: the gate's canary window's <series> (requests, errors, latency_seconds_sum)
   window() { sed -n "s/^promotion_window_$1{gate=\"$gate\",cohort=\"canary\"} //p" <<<"$metrics"; }
