@@ -717,6 +717,32 @@ mod tests {
         assert!(ticks as f64 <= bound * 1000.0, "{ticks} > {bound} a second");
     }
 
+    #[test]
+    fn a_schedule_on_the_grid_beside_one_off_it_adds_no_tick() {
+        // The stable version bursting for 10 ms every 20 ms (edges on the grid), the canary
+        // for 10 ms every 10.000001 ms or every 290.5 ms (edges off it): each edge off the grid
+        // cuts one tick more, and the stable version's edges, which put the ticks back on the
+        // grid, none (the proof is at `crate::traffic::ticks_per_second`). The bound is 100
+        // ticks a second and two each canary period, and the driver comes within 400 ticks of
+        // it in 1000 s (within 3 with the first canary); it counted one more for each edge of
+        // either schedule, whichever has fewer, 100 000 and 6 885 ticks the driver never makes.
+        for (canary_every_s, counted) in [(0.010_000_001, 299_997), (0.2905, 106_540)] {
+            let (ticks, bound) =
+                ticks_with(ten_ms_every(0.02), ten_ms_every(canary_every_s), 1000.0);
+            assert!(ticks.abs_diff(counted) <= 10, "{canary_every_s} s: {ticks}");
+            assert!(
+                (bound - (100.0 + 2.0 / canary_every_s)).abs() < 1e-9,
+                "{bound}"
+            );
+            let most = bound * 1000.0;
+            assert!(ticks as f64 <= most, "{ticks} > {bound} a second");
+            assert!(
+                most - (ticks as f64) < 400.0,
+                "{ticks} well below {bound} a second"
+            );
+        }
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::test_runner::Config::with_cases(64))]
         /// Whatever the bursts, on the 10 ms grid or off it, equal or not, the driver's ticks in

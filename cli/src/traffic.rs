@@ -114,22 +114,27 @@ impl BurstSchedule {
 }
 
 /// The most ticks of the driver a simulated second with the bursts of both services: one
-/// every 10 ms ([`TICK_NS`]), and one more each time a burst's start or end cuts a tick
-/// ([`Service::next_change_ns`]), an upper bound:
+/// every 10 ms ([`TICK_NS`]), and one more each time a burst's start or end off the 10 ms grid
+/// cuts a tick ([`Service::next_change_ns`]), an upper bound:
 ///
 /// - bursts that never end (`length_s = every_s`) cut nothing;
 /// - a schedule equal to the other's (to the nanosecond) cuts nothing more: both time their
 ///   bursts from the start of the simulation, so their edges are the same instants;
-/// - a schedule whose `every_s` and `length_s` are whole ticks cuts nothing while the ticks are
-///   on that grid, as they are from the start; an edge off the grid (the other service's)
-///   moves them off it, and the next edge of this schedule puts them back, one tick more: at
-///   most as many as the other's edges;
+/// - a schedule whose `every_s` and `length_s` are whole ticks cuts nothing, beside any other:
+///   its edges are on the grid;
 /// - any other schedule cuts up to two ticks each `every_s`.
+///
+/// Why edges on the grid cost nothing: every edge ends a tick, and between two of them the
+/// driver ticks every 10 ms, so the ticks between two consecutive instants on the grid that
+/// end one (`m` ticks apart, `n` edges off the grid between them) number the ceilings of the
+/// `n + 1` pieces' lengths in ticks. Their lengths add up to `m`, so their fractions, when one
+/// is not whole, add up to a whole number at least 1, and the ceilings to at most `m + n`:
+/// one tick more for each edge off the grid, whichever instants on the grid end ticks beside
+/// them (the driver's tests count such a pair: `the_driver_ticks_as_the_bursts_cut`).
 ///
 /// Below 500: a burst lasts at least a tick, so bursts that end come less often than every
 /// 10 ms, each service's edges fewer than 200 a second. (An incident's start and end, and the
-/// end of each stage and extension, cut a few more in a run, and each may move the ticks off
-/// the grid: one more for a schedule on it.)
+/// end of each stage and extension, cut a few more in a run: one more each.)
 pub fn ticks_per_second(stable: Option<&Bursts>, canary: Option<&Bursts>) -> f64 {
     let ending = |bursts: Option<&Bursts>| bursts.map(BurstSchedule::new).filter(|b| b.ends());
     let cuts = |b: &BurstSchedule| {
@@ -143,17 +148,7 @@ pub fn ticks_per_second(stable: Option<&Bursts>, canary: Option<&Bursts>) -> f64
         (None, None) => 0.0,
         (Some(one), None) | (None, Some(one)) => cuts(&one),
         (Some(a), Some(b)) if (a.every_ns, a.length_ns) == (b.every_ns, b.length_ns) => cuts(&a),
-        (Some(a), Some(b)) => {
-            // A schedule on the grid: at most one cut for each of the other's.
-            let realigned = |on: &BurstSchedule, off: &BurstSchedule| match (
-                on.on_the_tick_grid(),
-                off.on_the_tick_grid(),
-            ) {
-                (true, false) => on.cuts_per_second().min(off.cuts_per_second()),
-                _ => 0.0,
-            };
-            cuts(&a) + cuts(&b) + realigned(&a, &b) + realigned(&b, &a)
-        }
+        (Some(a), Some(b)) => cuts(&a) + cuts(&b),
     };
     1e9 / TICK_NS as f64 + extra
 }
