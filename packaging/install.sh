@@ -39,8 +39,10 @@
 #               (in TARGET/release, or TARGET/$CARGO_BUILD_TARGET/release when that is set),
 #               saying on stderr which directory and when it was built; refused when a source
 #               file under src/ or ffi/src that build read changed after it, when its SONAME
-#               (read with readelf) is not the one this checkout's version names (a build from
-#               before a version bump), or when its dep-info names no source of this checkout
+#               (read with readelf) is not the one this checkout's version names, or the
+#               version it records (what pgate_version returns, read without loading it) is
+#               not this checkout's (a build from before a version bump, a patch release's
+#               too), or when its dep-info names no source of this checkout
 #               (sudo drops CARGO_TARGET_DIR and CARGO_BUILD_TARGET, and may find an older
 #               build in target/release: name them again, `sudo env CARGO_TARGET_DIR=...
 #               install.sh ...`)
@@ -237,6 +239,21 @@ if [ "$build" -eq 0 ]; then
       "cargo build --release -p promotion-gates-ffi, then install" >&2
     exit 1
   fi
+  # A patch release keeps the SONAME: each library's full version must be the checkout's too,
+  # as ffi/src/gate.rs writes it into the library after these words (what pgate_version
+  # returns), read without loading the build (it may be for another target).
+  for built in "$lib" "$release/libpromotion_gates_ffi.a"; do
+    built_version=$(grep -a -o -m1 -e 'promotion_gates_ffi version [0-9A-Za-z.+-]*' "$built" || true)
+    built_version=${built_version%%$'\n'*}
+    built_version=${built_version#promotion_gates_ffi version }
+    if [ "$built_version" != "$version" ]; then
+      echo "install.sh: --no-build: $built is of version '$built_version' (what pgate_version" \
+        "returns; empty when the build records none), and this checkout's is $version: it was" \
+        "built from another version; build it again, as yourself, cargo build --release -p" \
+        "promotion-gates-ffi, then install" >&2
+      exit 1
+    fi
+  done
 fi
 
 lib_to="$destdir$libdir" include_to="$destdir$includedir"

@@ -297,8 +297,10 @@ installed_soname=$(readelf -d "$libdir/libpromotion_gates_ffi.so" | sed -n 's/.*
   { echo "FAILED: the installed library's SONAME is '$installed_soname', not $soname" >&2 && failed=$((failed + 1)); }
 # --no-build of a build newer than every source, made before a version bump (Cargo.toml's
 # version, which names the SONAME, is no source file under src/): refused, naming the build's
-# SONAME and the one the new version names, nothing installed; the same build, in the same
-# copy before the bump, installs without cargo (as under sudo), its SONAME link named for it.
+# SONAME and the one the new version names, nothing installed (after a patch bump, which keeps
+# the SONAME, naming the version the build records and the new one); the same build, in the
+# same copy before the bump, installs without cargo (as under sudo), its SONAME link named for
+# it.
 sed "s|$real_root/|${spaced// /\\\\ }/|g" "$tmp/old_target/release/libpromotion_gates_ffi.d" >"$spaced/old_target/release/libpromotion_gates_ffi.d"
 touch "$spaced/old_target/release/libpromotion_gates_ffi.so"
 bumped=$major.$((minor + 1)).0
@@ -308,19 +310,38 @@ if ! PATH="$tmp/no_cargo" CARGO_TARGET_DIR="$spaced/old_target" "$spaced/packagi
   echo "FAILED: install.sh --no-build of a current build from $spaced: $(cat "$tmp/spaced.err"), $(ls "$tmp/spaced_installed/lib" 2>&1)" >&2
   failed=$((failed + 1))
 fi
-awk -v bumped="$bumped" '/^\[workspace.package\]/ {p = 1} p && !done && /^version *=/ {$0 = "version = \"" bumped "\""; done = 1} {print}' \
-  "$spaced/Cargo.toml" >"$spaced/Cargo.toml.bumped" && mv "$spaced/Cargo.toml.bumped" "$spaced/Cargo.toml"
-if PATH="$tmp/no_cargo" CARGO_TARGET_DIR="$spaced/old_target" "$spaced/packaging/install.sh" --no-build \
-  --prefix "$tmp/not_installed" >/dev/null 2>"$tmp/bumped.err"; then
-  echo "FAILED: install.sh --no-build installed a build of $version as $bumped" >&2
-  failed=$((failed + 1))
-elif ! grep -Fq "has the SONAME '$soname', and this checkout's version $bumped names $bumped_soname" "$tmp/bumped.err" ||
-  [ -e "$tmp/not_installed" ]; then
-  echo "FAILED: install.sh --no-build of a build of $version after a bump to $bumped: $(cat "$tmp/bumped.err"), $(ls "$tmp/not_installed" 2>&1)" >&2
-  failed=$((failed + 1))
-else
-  echo "ok: install.sh --no-build of a build of $version after a bump to $bumped: refused"
-fi
+# refused_after_bump VERSION WHY MESSAGE...: with VERSION written as the workspace's in the
+# copy's Cargo.toml, --no-build of the build of $version (WHY: what the bump keeps) must be
+# refused, its standard error holding each MESSAGE, and nothing installed.
+refused_after_bump() {
+  local to=$1 why=$2 message
+  shift 2
+  awk -v bumped="$to" '/^\[workspace.package\]/ {p = 1} p && !done && /^version *=/ {$0 = "version = \"" bumped "\""; done = 1} {print}' \
+    "$spaced/Cargo.toml" >"$spaced/Cargo.toml.bumped" && mv "$spaced/Cargo.toml.bumped" "$spaced/Cargo.toml"
+  rm -rf "$tmp/not_installed"
+  if PATH="$tmp/no_cargo" CARGO_TARGET_DIR="$spaced/old_target" "$spaced/packaging/install.sh" --no-build \
+    --prefix "$tmp/not_installed" >/dev/null 2>"$tmp/bumped.err"; then
+    echo "FAILED: install.sh --no-build installed a build of $version as $to$why" >&2
+    failed=$((failed + 1))
+    return
+  fi
+  for message in "$@"; do
+    if ! grep -Fq "$message" "$tmp/bumped.err" || [ -e "$tmp/not_installed" ]; then
+      echo "FAILED: install.sh --no-build of a build of $version after a bump to $to: $(cat "$tmp/bumped.err"), $(ls "$tmp/not_installed" 2>&1)" >&2
+      failed=$((failed + 1))
+      return
+    fi
+  done
+  echo "ok: install.sh --no-build of a build of $version after a bump to $to: refused"
+}
+# A patch bump keeps the SONAME: the build is refused by the version it records (what
+# pgate_version returns).
+patch=${version#*.*.} && patch=${patch%%[!0-9]*}
+patched=$major.$minor.$((patch + 1))
+refused_after_bump "$patched" " (the same SONAME)" \
+  "libpromotion_gates_ffi.so is of version '$version' (what pgate_version returns" \
+  "this checkout's is $patched: it was built from another version"
+refused_after_bump "$bumped" "" "has the SONAME '$soname', and this checkout's version $bumped names $bumped_soname"
 
 echo "== (a) C, pkg-config: $libs"
 # shellcheck disable=SC2046 # pkg-config's output is a list of words

@@ -871,11 +871,25 @@ pub unsafe extern "C" fn pgate_document_check_slo(
     })
 }
 
+/// The words before the version in [`VERSION_RECORD`].
+const VERSION_WORDS: &str = "promotion_gates_ffi version ";
+
+/// The library's version after [`VERSION_WORDS`], one string in the library's read-only data,
+/// which `pgate_version` returns the end of: `packaging/install.sh --no-build` finds the
+/// version of a build by these words (`grep -a`) without loading it (it may be built for
+/// another target), and refuses one of another version than the checkout's, as a patch
+/// release's, whose SONAME is the same.
+const VERSION_RECORD: &str = concat!(
+    "promotion_gates_ffi version ",
+    env!("CARGO_PKG_VERSION"),
+    "\0"
+);
+
 /// The library's version, e.g. `"0.1.0"`: a static string the caller must not free.
 #[unsafe(no_mangle)]
 pub extern "C" fn pgate_version() -> *const c_char {
     const VERSION: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(
-        concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes(),
+        VERSION_RECORD.as_bytes().split_at(VERSION_WORDS.len()).1,
     ) {
         Ok(v) => v,
         Err(_) => c"unknown",
@@ -890,6 +904,21 @@ mod tests {
     #[test]
     fn a_quarantined_gate_holds_at_most_2_kib() {
         assert!(std::mem::size_of::<pgate_gate>() <= 2048);
+    }
+
+    #[test]
+    fn the_version_is_the_packages_after_the_words_install_sh_reads() {
+        assert!(
+            VERSION_RECORD.starts_with(VERSION_WORDS),
+            "{VERSION_RECORD}"
+        );
+        // SAFETY: pgate_version returns a static NUL-terminated string.
+        let version = unsafe { std::ffi::CStr::from_ptr(pgate_version()) };
+        assert_eq!(version.to_str(), Ok(env!("CARGO_PKG_VERSION")));
+        assert_eq!(
+            VERSION_RECORD,
+            format!("{VERSION_WORDS}{}\0", env!("CARGO_PKG_VERSION"))
+        );
     }
 
     #[test]
