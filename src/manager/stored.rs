@@ -843,19 +843,19 @@ mod tests {
         fn publish(
             &self,
             c: &store::Contribution,
-            epoch: u64,
+            known: Guard,
             ttl: Duration,
         ) -> Result<(), StoreError> {
-            self.inner.publish(c, epoch, ttl)
+            self.inner.publish(c, known, ttl)
         }
         fn contributions(
             &self,
             stage: u64,
-            epoch: u64,
+            known: Guard,
             except: &str,
             ttl: Duration,
         ) -> Result<Vec<Result<store::Contribution, store::BadContribution>>, StoreError> {
-            self.inner.contributions(stage, epoch, except, ttl)
+            self.inner.contributions(stage, known, except, ttl)
         }
     }
 

@@ -1209,12 +1209,12 @@ impl StateStore for EtcdStore {
         ))
     }
 
-    /// `epoch` is [`EPOCH`]: the cluster's keys are one store, whose stage numbers no other
-    /// file's replace.
+    /// `known`'s epoch is [`EPOCH`]: the cluster's keys are one store, whose stage numbers no
+    /// other file's replace.
     fn publish(
         &self,
         contribution: &Contribution,
-        _epoch: u64,
+        _known: Guard,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let cohort = |c: &PublishedCohort| {
@@ -1263,11 +1263,11 @@ impl StateStore for EtcdStore {
         ))
     }
 
-    /// `epoch` is [`EPOCH`], as for [`publish`](StateStore::publish).
+    /// `known`'s epoch is [`EPOCH`], as for [`publish`](StateStore::publish).
     fn contributions(
         &self,
         stage: u64,
-        _epoch: u64,
+        _known: Guard,
         except: &str,
         _ttl: Duration,
     ) -> Result<Vec<Result<Contribution, BadContribution>>, StoreError> {

@@ -245,29 +245,30 @@ pub(crate) trait StateStore: Send + Sync + fmt::Debug {
     /// whatever the numbers; [`Commit::Written`] names the epoch of the file written.
     fn commit(&self, write: &StoredWrite) -> Result<Commit, StoreError>;
 
-    /// Stores this instance's contribution to its stage, a stage of the state read from (or
-    /// written in) the store's file of `epoch` ([`Guard::epoch`]), replacing the one it stored
-    /// before for that stage, to count for `ttl` unless published again, and forgets every
-    /// contribution not published again within `ttl`. A SQLite store whose path names another
-    /// file now (replaced on disk since) publishes nothing there, where the stage number is
-    /// another state's, and answers a conflict.
+    /// Stores this instance's contribution to its stage, a stage of the state `known` (read
+    /// from or written in the store's file of its [`Guard::epoch`]), replacing the one it
+    /// stored before for that stage, to count for `ttl` unless published again, and forgets
+    /// every contribution not published again within `ttl`. A SQLite store whose path names
+    /// another file now (replaced on disk since: `known` is of another file, as
+    /// [`commit`](Self::commit) tells a write's guard) publishes nothing there, where the stage
+    /// number is another state's, and answers a conflict.
     fn publish(
         &self,
         contribution: &Contribution,
-        epoch: u64,
+        known: Guard,
         ttl: Duration,
     ) -> Result<(), StoreError>;
 
     /// The live contributions to `stage` of instances other than `except` (published within
     /// `ttl`), newest first, at most [`MAX_INSTANCES`]: each one read, or refused with what in
-    /// it is wrong (the caller logs it and goes on). `stage` is one of the state read from (or
-    /// written in) the store's file of `epoch` ([`Guard::epoch`]): a SQLite store whose path
+    /// it is wrong (the caller logs it and goes on). `stage` is one of the state `known` (read
+    /// from or written in the store's file of its [`Guard::epoch`]): a SQLite store whose path
     /// names another file now reads nothing there and answers a conflict, as
     /// [`publish`](Self::publish) does.
     fn contributions(
         &self,
         stage: u64,
-        epoch: u64,
+        known: Guard,
         except: &str,
         ttl: Duration,
     ) -> Result<Vec<Result<Contribution, BadContribution>>, StoreError>;

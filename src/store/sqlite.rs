@@ -919,19 +919,20 @@ impl SqliteStore {
         }
     }
 
-    /// Refuses, as a conflict, contributions to a stage of the file of `epoch` when `open` is
-    /// another file (the path's file replaced on disk since that stage was read): its stage
+    /// Refuses, as a conflict, contributions to a stage of the state `known` when `open` is
+    /// another file than that state's ([`Guard::of_another_file`], as a write decided on it
+    /// is refused: the path's file replaced on disk since that state was read): its stage
     /// numbers are another state's, whose counts are not this stage's. The error names both
     /// epochs. `done`: what is not done to them there ("published", "read").
-    fn of_the_file(&self, open: &OpenFile, epoch: u64, done: &str) -> Result<(), StoreError> {
-        if open.epoch == epoch {
+    fn of_the_file(&self, open: &OpenFile, known: Guard, done: &str) -> Result<(), StoreError> {
+        if !known.of_another_file(open.epoch) {
             return Ok(());
         }
         Err(self.error(
             StoreProblem::Conflict,
             format!(
-                "the file was replaced on disk: contributions to a stage of the file before (epoch {epoch}, of the state the gate knows) are not {done} in the one the path names now (epoch {}), whose stage of that number is another state's (the gate follows the new file at its next read)",
-                open.epoch
+                "the file was replaced on disk: contributions to a stage of the file before (epoch {}, of the state the gate knows) are not {done} in the one the path names now (epoch {}), whose stage of that number is another state's (the gate follows the new file at its next read)",
+                known.epoch, open.epoch
             ),
         ))
     }
@@ -1081,13 +1082,13 @@ impl StateStore for SqliteStore {
     fn publish(
         &self,
         contribution: &Contribution,
-        epoch: u64,
+        known: Guard,
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let now = now_ms();
         let fail = |e: rusqlite::Error| failure(&self.path, &e);
         self.on_current_file(|open| {
-            self.of_the_file(open, epoch, "published")?;
+            self.of_the_file(open, known, "published")?;
             let connection = &mut open.connection;
             // A contribution is replaced every sync tick and worthless after a crash: its
             // commit does not wait for the disk (`synchronous = NORMAL`: in WAL mode the file
@@ -1106,12 +1107,12 @@ impl StateStore for SqliteStore {
     fn contributions(
         &self,
         stage: u64,
-        epoch: u64,
+        known: Guard,
         except: &str,
         ttl: Duration,
     ) -> Result<Vec<Result<Contribution, BadContribution>>, StoreError> {
         self.on_current_file(|open| {
-            self.of_the_file(open, epoch, "read")?;
+            self.of_the_file(open, known, "read")?;
             self.contributions_in(&open.connection, stage, except, ttl)
         })
     }

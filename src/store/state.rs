@@ -621,8 +621,8 @@ pub(crate) struct Guard {
     /// file the store opened first, one more for each file it opened in place of another (the
     /// path's file removed or replaced on disk). A version and stage tell nothing across
     /// files (a new file may hold another state at the same numbers): a state known of
-    /// another epoch than the open file's is read whole, and a write decided on it is refused
-    /// as a conflict. Always 0 with etcd.
+    /// another epoch than the open file's is read whole, and a write decided on it, or a
+    /// contribution to its stage, is refused as a conflict. Always 0 with etcd.
     pub(crate) epoch: u64,
 }
 

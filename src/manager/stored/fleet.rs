@@ -58,9 +58,9 @@ impl Shared {
         let ours = self.monitor.stage_counts(stage);
         let published = store::encode(&instance, stored_stage, &ours)
             .map_err(|why| StoreError::new(store.location(), StoreProblem::Unavailable, why))
-            .and_then(|contribution| store.publish(&contribution, known.epoch, ttl));
+            .and_then(|contribution| store.publish(&contribution, known, ttl));
         exchange.publishing.note(published.err(), &instance);
-        let rows = match store.contributions(stored_stage, known.epoch, &instance, ttl) {
+        let rows = match store.contributions(stored_stage, known, &instance, ttl) {
             Ok(rows) => rows,
             Err(error) => {
                 // Judged with the others' counts as last read.

@@ -12,6 +12,14 @@ use std::sync::Mutex;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
+/// A state of the store ([`EPOCH`], as every state an etcd store reads or writes), whose stage
+/// the tests' contributions are to.
+const KNOWN: Guard = Guard {
+    version: 1,
+    stage: 2,
+    epoch: EPOCH,
+};
+
 /// Held by the tests that start watch threads, so each counts only its own.
 static WATCH_THREADS: Mutex<()> = Mutex::new(());
 
@@ -418,11 +426,11 @@ fn a_live_instances_contribution_outlives_a_tick_slowed_by_members_that_hang() {
         EtcdStore::open(&direct, GATE).unwrap(),
     );
     let counts = contribution("live", 2, 100);
-    instance.publish(&counts, EPOCH, ttl).unwrap();
+    instance.publish(&counts, KNOWN, ttl).unwrap();
     let lease = instance.lease.lock().unwrap().clone();
     let read_by_the_other = || {
         other
-            .contributions(2, EPOCH, "other", ttl)
+            .contributions(2, KNOWN, "other", ttl)
             .unwrap()
             .iter()
             .any(|read| read.as_ref().is_ok_and(|c| c.instance == "live"))
@@ -445,10 +453,10 @@ fn a_live_instances_contribution_outlives_a_tick_slowed_by_members_that_hang() {
         // it (the release read, then the publication).
         hang.store(true, Ordering::Relaxed);
         let start = Instant::now();
-        instance.contributions(2, EPOCH, "live", ttl).unwrap();
+        instance.contributions(2, KNOWN, "live", ttl).unwrap();
         std::thread::sleep(Duration::from_millis(direct.sync_interval_ms));
         instance.changes_since(Guard::EMPTY).unwrap();
-        instance.publish(&counts, EPOCH, ttl).unwrap();
+        instance.publish(&counts, KNOWN, ttl).unwrap();
         let took = start.elapsed();
         ticking.store(false, Ordering::Relaxed);
         (took, reader.join().unwrap())
@@ -1051,7 +1059,7 @@ fn an_answer_granting_no_lease_is_shown_shortened() {
     let (endpoint, _) = answering_at_once(Box::leak(answer.into_boxed_str()));
     let store = EtcdStore::new(&settings(&endpoint, "no-lease"), GATE);
     let err = store
-        .publish(&contribution("a", 2, 100), EPOCH, Duration::from_secs(5))
+        .publish(&contribution("a", 2, 100), KNOWN, Duration::from_secs(5))
         .unwrap_err();
     assert_eq!(err.problem(), StoreProblem::Unavailable, "{err}");
     let message = err.to_string();
@@ -1157,15 +1165,15 @@ fn contributions_are_read_per_stage_and_expire_with_their_instances_lease() {
         EtcdStore::open(&settings, GATE).unwrap(),
     );
     let ttl = Duration::from_secs(1);
-    a.publish(&contribution("a", 2, 100), EPOCH, ttl).unwrap();
-    b.publish(&contribution("b", 2, 200), EPOCH, ttl).unwrap();
+    a.publish(&contribution("a", 2, 100), KNOWN, ttl).unwrap();
+    b.publish(&contribution("b", 2, 200), KNOWN, ttl).unwrap();
     // Publishing again keeps the lease alive and replaces the value.
-    b.publish(&contribution("b", 2, 250), EPOCH, ttl).unwrap();
-    let read = a.contributions(2, EPOCH, "a", ttl).unwrap();
+    b.publish(&contribution("b", 2, 250), KNOWN, ttl).unwrap();
+    let read = a.contributions(2, KNOWN, "a", ttl).unwrap();
     assert_eq!(read.len(), 1);
     assert_eq!(read[0].as_ref().unwrap(), &contribution("b", 2, 250));
     assert!(
-        a.contributions(3, EPOCH, "a", ttl).unwrap().is_empty(),
+        a.contributions(3, KNOWN, "a", ttl).unwrap().is_empty(),
         "another stage"
     );
     // A foreign or corrupt value is refused on its own, naming the instance and the field.
@@ -1189,7 +1197,7 @@ fn contributions_are_read_per_stage_and_expire_with_their_instances_lease() {
     .unwrap();
     let read_by = |store: &EtcdStore, except: &str| {
         let mut read: Vec<String> = store
-            .contributions(2, EPOCH, except, ttl)
+            .contributions(2, KNOWN, except, ttl)
             .unwrap()
             .into_iter()
             .map(|r| match r {
@@ -1205,7 +1213,7 @@ fn contributions_are_read_per_stage_and_expire_with_their_instances_lease() {
         ["b ok", "forged canary.latency", "unleased lease"]
     );
     let refused = a
-        .contributions(2, EPOCH, "a", ttl)
+        .contributions(2, KNOWN, "a", ttl)
         .unwrap()
         .into_iter()
         .find_map(|r| r.err().filter(|bad| bad.instance == "unleased"))
@@ -1218,13 +1226,13 @@ fn contributions_are_read_per_stage_and_expire_with_their_instances_lease() {
     // lease up to its minimum, so the bound is generous.
     let start = Instant::now();
     while a
-        .contributions(2, EPOCH, "a", ttl)
+        .contributions(2, KNOWN, "a", ttl)
         .unwrap()
         .iter()
         .any(|r| r.as_ref().is_ok_and(|c| c.instance == "b"))
     {
         assert!(start.elapsed() < Duration::from_secs(20), "b never expired");
-        a.publish(&contribution("a", 2, 100), EPOCH, ttl).unwrap();
+        a.publish(&contribution("a", 2, 100), KNOWN, ttl).unwrap();
         std::thread::sleep(Duration::from_millis(100));
     }
     // a's own key lives on while a publishes; the key without a lease is still refused.
@@ -1367,7 +1375,7 @@ fn published_by(name: &str, instance: &str) -> Option<EtcdStore> {
     let endpoint = endpoint(&format!("etcd {name}"))?;
     let store = EtcdStore::open(&settings(&endpoint, name), GATE).unwrap();
     store
-        .publish(&contribution(instance, 2, 100), EPOCH, MINUTE)
+        .publish(&contribution(instance, 2, 100), KNOWN, MINUTE)
         .unwrap();
     Some(store)
 }
@@ -1384,11 +1392,11 @@ fn contributions_of_another_stage_however_many_and_new_hide_none_of_the_stage() 
         .map(|n| (format!("behind-{n:03}"), behind.clone()))
         .collect();
     put_contributions(&a, &others, true);
-    let read = read_as_text(a.contributions(2, EPOCH, "a", MINUTE).unwrap());
+    let read = read_as_text(a.contributions(2, KNOWN, "a", MINUTE).unwrap());
     assert_eq!(read, ["real ok"]);
     // Of stage 1, the newest 256: the last two transactions' 200, then 56 of the first's
     // (one revision: the first in key order).
-    let read = read_as_text(a.contributions(1, EPOCH, "a", MINUTE).unwrap());
+    let read = read_as_text(a.contributions(1, KNOWN, "a", MINUTE).unwrap());
     assert_eq!(read.len(), MAX_INSTANCES);
     assert_eq!(read[0], "behind-200 ok");
     assert_eq!(read[MAX_INSTANCES - 1], "behind-055 ok");
@@ -1412,7 +1420,7 @@ fn a_read_of_contributions_stops_at_its_page_bound_and_says_so_once() {
     put_contributions(&a, &kvs, true);
     let keys = bound + 3;
     let lines = LogLines::default();
-    let read = lines.during(|| read_as_text(a.contributions(2, EPOCH, "b", MINUTE).unwrap()));
+    let read = lines.during(|| read_as_text(a.contributions(2, KNOWN, "b", MINUTE).unwrap()));
     assert_eq!(
         read,
         ["early ok", "a ok"],
@@ -1427,7 +1435,7 @@ fn a_read_of_contributions_stops_at_its_page_bound_and_says_so_once() {
         "{warned:?}"
     );
     // Not again while it lasts; again once it ended and came back.
-    lines.during(|| a.contributions(2, EPOCH, "b", MINUTE).unwrap());
+    lines.during(|| a.contributions(2, KNOWN, "b", MINUTE).unwrap());
     assert_eq!(lines.lines_at(tracing::Level::WARN).len(), 1);
     // Three keys fewer: every key is read, "zz-late" too (put with "early", at its revision).
     let deleted = delete_range(
@@ -1436,11 +1444,11 @@ fn a_read_of_contributions_stops_at_its_page_bound_and_says_so_once() {
         &a.contribution_key("k-00003"),
     );
     assert_eq!(deleted, "3");
-    let read = lines.during(|| read_as_text(a.contributions(2, EPOCH, "b", MINUTE).unwrap()));
+    let read = lines.during(|| read_as_text(a.contributions(2, KNOWN, "b", MINUTE).unwrap()));
     assert_eq!(read, ["early ok", "zz-late ok", "a ok"]);
     assert_eq!(lines.lines_at(tracing::Level::WARN).len(), 1);
     put_contributions(&a, &kvs[..1], true);
-    lines.during(|| a.contributions(2, EPOCH, "b", MINUTE).unwrap());
+    lines.during(|| a.contributions(2, KNOWN, "b", MINUTE).unwrap());
     assert_eq!(lines.lines_at(tracing::Level::WARN).len(), 2);
 }
 
@@ -1462,7 +1470,7 @@ fn contribution_keys_whose_instance_is_not_utf8_are_refused_each_showing_its_byt
         )
         .unwrap();
     }
-    let lines = sorted_lines(a.contributions(2, EPOCH, "a", MINUTE).unwrap());
+    let lines = sorted_lines(a.contributions(2, KNOWN, "a", MINUTE).unwrap());
     assert_eq!(
         lines,
         [
@@ -1663,13 +1671,13 @@ fn a_value_too_large_to_be_a_contribution_is_refused_alone_naming_its_key() {
     for kv in &kvs {
         put_contributions(&a, std::slice::from_ref(kv), false);
     }
-    let mut read = read_as_text(a.contributions(2, EPOCH, "a", MINUTE).unwrap());
+    let mut read = read_as_text(a.contributions(2, KNOWN, "a", MINUTE).unwrap());
     read.sort();
     let mut expected: Vec<String> = (0..count).map(|n| format!("junk-{n:02} value")).collect();
     expected.push("real ok".to_string());
     assert_eq!(read, expected);
     let refused = a
-        .contributions(2, EPOCH, "a", MINUTE)
+        .contributions(2, KNOWN, "a", MINUTE)
         .unwrap()
         .into_iter()
         .find_map(Result::err)
@@ -1705,7 +1713,7 @@ fn a_value_too_large_to_be_a_contribution_is_refused_alone_naming_its_key() {
     .unwrap();
     let read_counting = || {
         let before = requests.load(Ordering::Relaxed);
-        let mut read = read_as_text(b.contributions(2, EPOCH, "a", MINUTE).unwrap());
+        let mut read = read_as_text(b.contributions(2, KNOWN, "a", MINUTE).unwrap());
         read.sort();
         (read, requests.load(Ordering::Relaxed) - before)
     };
@@ -1784,7 +1792,7 @@ fn a_first_read_spends_a_bounded_number_of_requests_on_values_too_large_then_goe
     let read_counting = || {
         let before = requests.load(Ordering::Relaxed);
         let mut read =
-            lines.during(|| read_as_text(b.contributions(2, EPOCH, "a", MINUTE).unwrap()));
+            lines.during(|| read_as_text(b.contributions(2, KNOWN, "a", MINUTE).unwrap()));
         read.sort();
         (read, requests.load(Ordering::Relaxed) - before)
     };
@@ -1846,10 +1854,10 @@ fn a_read_of_many_slow_pages_keeps_the_instances_lease_alive() {
         None
     });
     let ttl = Duration::from_secs(5);
-    slow.publish(&contribution("slow", 2, 100), EPOCH, ttl)
+    slow.publish(&contribution("slow", 2, 100), KNOWN, ttl)
         .unwrap();
     let started = Instant::now();
-    let read = slow.contributions(2, EPOCH, "slow", ttl).unwrap();
+    let read = slow.contributions(2, KNOWN, "slow", ttl).unwrap();
     assert_eq!(pages.load(Ordering::Relaxed), 4);
     assert!(started.elapsed() > ttl, "{:?}", started.elapsed());
     assert_eq!(read.len(), MAX_INSTANCES);
@@ -1930,7 +1938,7 @@ fn keys_of_a_page_above_its_limit_are_read_at_the_first_pages_revision() {
     };
     let settings = settings(&endpoint, "page-revision");
     let a = EtcdStore::open(&settings, GATE).unwrap();
-    a.publish(&contribution("real", 2, 100), EPOCH, MINUTE)
+    a.publish(&contribution("real", 2, 100), KNOWN, MINUTE)
         .unwrap();
     // Page 1: 257 keys of stage 1. Page 2: one of stage 2, values above what a contribution
     // takes (together above a page's limit), and keys of stage 1 up to 257. Page 3: "real"
@@ -1973,7 +1981,7 @@ fn keys_of_a_page_above_its_limit_are_read_at_the_first_pages_revision() {
     };
     let mut read = read_as_text(
         through(no_single_key)
-            .contributions(2, EPOCH, "a", MINUTE)
+            .contributions(2, KNOWN, "a", MINUTE)
             .unwrap(),
     );
     read.sort();
@@ -1999,7 +2007,7 @@ fn keys_of_a_page_above_its_limit_are_read_at_the_first_pages_revision() {
     });
     let mut read = read_as_text(
         through(deleting_after_page_1)
-            .contributions(2, EPOCH, "a", MINUTE)
+            .contributions(2, KNOWN, "a", MINUTE)
             .unwrap(),
     );
     assert!(deleted.load(Ordering::Relaxed), "page 2 was read");
@@ -2032,19 +2040,19 @@ fn an_unchanged_contribution_is_not_written_again_while_its_lease_lives() {
         found.map_or(0, |f| f.mod_revision.parse::<u64>().unwrap())
     };
     store
-        .publish(&contribution("a", 2, 100), EPOCH, ttl)
+        .publish(&contribution("a", 2, 100), KNOWN, ttl)
         .unwrap();
     let written = revision();
     assert!(written > 0);
     for _ in 0..3 {
         store
-            .publish(&contribution("a", 2, 100), EPOCH, ttl)
+            .publish(&contribution("a", 2, 100), KNOWN, ttl)
             .unwrap();
     }
     assert_eq!(revision(), written, "no write, no new revision");
     // Changed counts are written.
     store
-        .publish(&contribution("a", 2, 101), EPOCH, ttl)
+        .publish(&contribution("a", 2, 101), KNOWN, ttl)
         .unwrap();
     let changed = revision();
     assert!(changed > written);
@@ -2055,10 +2063,10 @@ fn an_unchanged_contribution_is_not_written_again_while_its_lease_lives() {
         .unwrap();
     assert_eq!(revision(), 0, "the key went with its lease");
     store
-        .publish(&contribution("a", 2, 101), EPOCH, ttl)
+        .publish(&contribution("a", 2, 101), KNOWN, ttl)
         .unwrap();
     assert!(revision() > changed);
-    let read = store.contributions(2, EPOCH, "b", ttl).unwrap();
+    let read = store.contributions(2, KNOWN, "b", ttl).unwrap();
     assert_eq!(read[0].as_ref().unwrap(), &contribution("a", 2, 101));
 }
 

@@ -12,9 +12,19 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The epoch of a store's first file ([`Guard::epoch`]): the one a stage of a state read or
-/// written there is of, until the path names another file.
-const FIRST_FILE: u64 = 0;
+/// A state of a store's first file (its [`Guard::epoch`] 0): contributions to a stage of it
+/// are of that file, until the path names another file.
+const FIRST_FILE: Guard = Guard {
+    version: 1,
+    stage: 1,
+    epoch: 0,
+};
+
+/// A state of the file a store opened second, in place of its first ([`FIRST_FILE`]).
+const SECOND_FILE: Guard = Guard {
+    epoch: 1,
+    ..FIRST_FILE
+};
 
 impl SqliteStore {
     /// The store's connection as it is, without looking at the path (rows written or counted
@@ -2017,7 +2027,8 @@ fn a_store_whose_file_was_removed_writes_to_the_file_created_at_its_path() {
     // Publishing and reading contributions follow it as well (to a stage of a state of the
     // file: `b`'s second, `c`'s first).
     let ttl = Duration::from_secs(60);
-    b.publish(&contribution("b", 1, 100), 1, ttl).unwrap();
+    b.publish(&contribution("b", 1, 100), SECOND_FILE, ttl)
+        .unwrap();
     assert_eq!(c.contributions(1, FIRST_FILE, "c", ttl).unwrap().len(), 1);
 }
 
@@ -2152,7 +2163,7 @@ fn contributions_to_a_stage_of_the_old_file_are_not_published_or_read_in_the_new
         two_stores_then_a_new_file_at_their_numbers("replaced-contributions");
     let ttl = Duration::from_secs(60);
     other
-        .publish(&contribution("other", 1, 200), 1, ttl)
+        .publish(&contribution("other", 1, 200), SECOND_FILE, ttl)
         .unwrap();
     let refused = store
         .publish(&contribution("me", 1, 100), FIRST_FILE, ttl)
@@ -2160,7 +2171,8 @@ fn contributions_to_a_stage_of_the_old_file_are_not_published_or_read_in_the_new
     // Naming the epoch the caller passed (the state it knows) and the open file's.
     let naming = |done: &str| {
         format!(
-            "the file was replaced on disk: contributions to a stage of the file before (epoch {FIRST_FILE}, of the state the gate knows) are not {done} in the one the path names now (epoch 1), whose stage of that number is another state's"
+            "the file was replaced on disk: contributions to a stage of the file before (epoch {}, of the state the gate knows) are not {done} in the one the path names now (epoch 1), whose stage of that number is another state's",
+            FIRST_FILE.epoch
         )
     };
     assert_eq!(refused.problem(), StoreProblem::Conflict);
@@ -2171,11 +2183,24 @@ fn contributions_to_a_stage_of_the_old_file_are_not_published_or_read_in_the_new
     let refused = store.contributions(1, FIRST_FILE, "me", ttl).unwrap_err();
     assert_eq!(refused.problem(), StoreProblem::Conflict);
     assert!(refused.to_string().contains(&naming("read")), "{refused}");
-    let rows = || store.contributions(1, 1, "nobody", ttl).unwrap().len();
+    let rows = || {
+        store
+            .contributions(1, SECOND_FILE, "nobody", ttl)
+            .unwrap()
+            .len()
+    };
     assert_eq!(rows(), 1, "the other's row alone");
-    store.publish(&contribution("me", 1, 100), 1, ttl).unwrap();
+    store
+        .publish(&contribution("me", 1, 100), SECOND_FILE, ttl)
+        .unwrap();
     assert_eq!(rows(), 2);
-    assert_eq!(store.contributions(1, 1, "me", ttl).unwrap().len(), 1);
+    assert_eq!(
+        store
+            .contributions(1, SECOND_FILE, "me", ttl)
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 /// The sync thread reads the new file's state without the writer lock, and a host's write,
