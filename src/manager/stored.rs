@@ -812,33 +812,33 @@ mod tests {
         assert_eq!(gate.shared.monitor.stage_start(), Duration::from_secs(30));
     }
 
-    /// A store whose commits are refused with the problems in `refusals`, first to last, then
-    /// refused as too large; its reads are `inner`'s.
-    #[derive(Debug)]
-    struct Refusing {
+    /// How [`Answering`] answers a commit, given the store it wraps and the write.
+    type Answer =
+        Box<dyn Fn(&dyn StateStore, &StoredWrite) -> Result<Commit, StoreError> + Send + Sync>;
+
+    /// A store whose commits `answer` answers; every other call is `inner`'s.
+    struct Answering {
         inner: Arc<dyn StateStore>,
-        refusals: std::sync::Mutex<Vec<StoreProblem>>,
+        answer: Answer,
     }
 
-    impl StateStore for Refusing {
+    impl std::fmt::Debug for Answering {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Answering")
+                .field("inner", &self.inner)
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl StateStore for Answering {
         fn location(&self) -> &str {
             self.inner.location()
         }
         fn changes_since(&self, known: Guard) -> Result<store::Since, StoreError> {
             self.inner.changes_since(known)
         }
-        fn commit(&self, _: &StoredWrite) -> Result<Commit, StoreError> {
-            let mut refusals = self.refusals.lock().unwrap();
-            let problem = if refusals.is_empty() {
-                StoreProblem::TooLarge
-            } else {
-                refusals.remove(0)
-            };
-            Err(StoreError::new(
-                self.location(),
-                problem,
-                "refused by the test",
-            ))
+        fn commit(&self, write: &StoredWrite) -> Result<Commit, StoreError> {
+            (self.answer)(self.inner.as_ref(), write)
         }
         fn publish(
             &self,
@@ -859,22 +859,42 @@ mod tests {
         }
     }
 
-    /// A gate on a SQLite file in `dir` whose commits are refused as [`Refusing`] says, its
-    /// sync thread not woken (the test syncs by hand).
+    /// Puts `answer` in front of the commits of `gate`'s store (see [`Answering`]).
+    pub(super) fn answer_commits(gate: &crate::PromotionGateManager, answer: Answer) {
+        let mut writer = gate.shared.lock_writer();
+        let link = writer.store.as_mut().unwrap();
+        link.store = Arc::new(Answering {
+            inner: Arc::clone(&link.store),
+            answer,
+        });
+    }
+
+    /// A gate on a SQLite file in `dir` whose commits are refused with the problems in
+    /// `refusals`, first to last, then refused as too large, its sync thread not woken (the
+    /// test syncs by hand).
     fn refusing_gate(
         dir: &crate::store::scratch::Scratch,
         refusals: Vec<StoreProblem>,
     ) -> crate::PromotionGateManager {
         let gate = gate_on(&dir.file("gate.db"), 60_000, 5_000);
-        {
-            let mut writer = gate.shared.lock_writer();
-            let link = writer.store.as_mut().unwrap();
+        if let Some(link) = gate.shared.lock_writer().store.as_mut() {
             link.wake = None;
-            link.store = Arc::new(Refusing {
-                inner: Arc::clone(&link.store),
-                refusals: std::sync::Mutex::new(refusals),
-            });
         }
+        let refusals = std::sync::Mutex::new(refusals);
+        let refuse = move |store: &dyn StateStore, _: &StoredWrite| {
+            let mut refusals = refusals.lock().unwrap();
+            let problem = if refusals.is_empty() {
+                StoreProblem::TooLarge
+            } else {
+                refusals.remove(0)
+            };
+            Err(StoreError::new(
+                store.location(),
+                problem,
+                "refused by the test",
+            ))
+        };
+        answer_commits(&gate, Box::new(refuse));
         gate
     }
 

@@ -519,8 +519,11 @@ impl Shared {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{automatic_rollbacks, config_on, gate_of, gate_on};
+    use std::sync::Mutex;
+
+    use super::super::tests::{answer_commits, automatic_rollbacks, config_on, gate_of, gate_on};
     use crate::store::scratch::{Scratch, backup, move_over, remove_store};
+    use crate::store::{Commit, Guard, StateStore, StoreError, StoreProblem, StoredWrite};
 
     /// A gate on the SQLite file `path` whose sync thread is never woken: the test syncs by
     /// hand, between the steps it interleaves.
@@ -714,30 +717,77 @@ mod tests {
         // the host starts the next rollout (version 3), and the same rollback is decided again
         // on it, its event the first one's but for the version. The rows are deleted in place
         // (the file, and its epoch, stay); the sync thread writes the emptied store's first
-        // state with that event at version 1; another gate follows it to the very version the
-        // rollback was decided on (3) before a host's write takes the lock, which finds the
-        // rollback stored already: not written a second time.
-        let dir = Scratch::new("pending-same-time-reseeded-followed");
-        let path = dir.file("gate.db");
-        let gate = quiet_gate_at_one_time(&path);
-        roll_back_automatically(&gate, "burst");
-        gate.shared.sync_once();
-        start_the_next_rollout(&gate);
-        roll_back_automatically(&gate, "burst");
-        delete_rows_in_place(&path);
-        let read = gate.shared.sync_read().unwrap();
-        let other = gate_on(&path, 60_000, 5_000);
-        other.enable_feature("c").unwrap();
-        other.enable_feature("d").unwrap();
-        assert_eq!(stored_config(&path).0, 3);
-        gate.enable_feature("x").unwrap();
-        gate.shared.sync_apply(read);
-        assert_eq!(stored_reasons(&path), ["burst"]);
-        let (version, stored) = stored_config(&path);
-        assert_eq!(version, 4);
-        assert_eq!(stored.environment, crate::Environment::Production);
-        assert!(gate.is_feature_enabled("x"));
-        assert_eq!(automatic_rollbacks(&gate), 2);
+        // state with that event at version 1, and has not heard back yet; or heard no answer
+        // (stored, the answer lost: the rollback still waits, marked as tried). Another gate
+        // follows that state to the very version the rollback was decided on (3) before a
+        // host's write takes the lock, which finds the rollback stored already: not written a
+        // second time.
+        for answer_lost in [false, true] {
+            let dir = Scratch::new(&format!(
+                "pending-same-time-reseeded-followed-{answer_lost}"
+            ));
+            let path = dir.file("gate.db");
+            let gate = quiet_gate_at_one_time(&path);
+            roll_back_automatically(&gate, "burst");
+            gate.shared.sync_once();
+            start_the_next_rollout(&gate);
+            roll_back_automatically(&gate, "burst");
+            if answer_lost {
+                answer_commits(&gate, Box::new(losing_the_first_state_answer()));
+            }
+            delete_rows_in_place(&path);
+            let mut read = Some(gate.shared.sync_read().unwrap());
+            if answer_lost {
+                gate.shared.sync_apply(read.take().unwrap());
+                assert_eq!(stored_reasons(&path), ["burst"]);
+                assert!(
+                    gate.shared
+                        .lock_writer()
+                        .store
+                        .as_ref()
+                        .unwrap()
+                        .has_pending()
+                );
+            }
+            let other = gate_on(&path, 60_000, 5_000);
+            other.enable_feature("c").unwrap();
+            other.enable_feature("d").unwrap();
+            assert_eq!(stored_config(&path).0, 3);
+            gate.enable_feature("x").unwrap();
+            if let Some(read) = read {
+                gate.shared.sync_apply(read);
+            }
+            assert_eq!(
+                stored_reasons(&path),
+                ["burst"],
+                "answer lost {answer_lost}"
+            );
+            let (version, stored) = stored_config(&path);
+            assert_eq!(version, 4);
+            assert_eq!(stored.environment, crate::Environment::Production);
+            assert!(gate.is_feature_enabled("x"));
+            assert_eq!(automatic_rollbacks(&gate), 2, "answer lost {answer_lost}");
+        }
+    }
+
+    /// Commits as the store does, but the first write to an empty store (the first state of
+    /// an emptied store), stored, is answered as if the store did not answer.
+    fn losing_the_first_state_answer()
+    -> impl Fn(&dyn StateStore, &StoredWrite) -> Result<Commit, StoreError> + Send + Sync {
+        let lost = Mutex::new(false);
+        move |store, write| {
+            let committed = store.commit(write)?;
+            let mut lost = lost.lock().unwrap();
+            if write.guard != Guard::EMPTY || *lost {
+                return Ok(committed);
+            }
+            *lost = true;
+            Err(StoreError::new(
+                store.location(),
+                StoreProblem::Unavailable,
+                "the answer lost by the test",
+            ))
+        }
     }
 
     /// The stored release's version and config, read by a connection of its own.
