@@ -760,6 +760,24 @@ mod tests {
         assert_eq!(store.load().unwrap().unwrap().release.version, 1);
     }
 
+    /// Deletes the rows of the SQLite file in `dir` in place (the file, and its epoch, stay)
+    /// and writes the emptied store's first state with `pending`'s event, as the sync
+    /// thread's catch-up does: the state then stored.
+    fn reseeded_in_place(
+        dir: &crate::store::scratch::Scratch,
+        store: &dyn StateStore,
+        pending: &Pending,
+        local: &Local,
+    ) -> store::StoredState {
+        rusqlite::Connection::open(dir.file("gate.db"))
+            .unwrap()
+            .execute_batch("DELETE FROM history; DELETE FROM release;")
+            .unwrap();
+        let first = reseed(store, pending.decided_on, local, pending.event.as_ref());
+        assert_eq!(first.unwrap().unwrap().release.version, 1);
+        store.load().unwrap().unwrap()
+    }
+
     #[test]
     fn a_first_state_write_not_yet_heard_back_from_settles_its_rollback_there_alone() {
         let dir = crate::store::scratch::Scratch::new("pending-reseed-unanswered");
@@ -768,19 +786,8 @@ mod tests {
         // writes the emptied store's first state with the rollback's event, and a host's write
         // reads the store before the sync thread hears back: the mark made before the write
         // settles the rollback at version 1, not written again.
-        rusqlite::Connection::open(dir.file("gate.db"))
-            .unwrap()
-            .execute_batch("DELETE FROM history; DELETE FROM release;")
-            .unwrap();
         pending.reseeding();
-        let first = reseed(
-            store.as_ref(),
-            pending.decided_on,
-            &local,
-            pending.event.as_ref(),
-        );
-        assert_eq!(first.unwrap().unwrap().release.version, 1);
-        let state = store.load().unwrap().unwrap();
+        let state = reseeded_in_place(&dir, store.as_ref(), &pending, &local);
         // The same event at version 1 settles no other rollback: there it is an older one
         // made at the same wall time, whether the gate knows it or not.
         let another = Pending {
@@ -791,6 +798,37 @@ mod tests {
         let update = catch_up(store.as_ref(), pending.decided_on, Some(&pending), &local);
         assert_eq!(update.unwrap().unwrap().counted, Some(1));
         assert_eq!(store.load().unwrap().unwrap().history.len(), 1);
+    }
+
+    #[test]
+    fn an_old_files_first_event_read_before_a_new_files_first_state_settles_nothing() {
+        let dir = crate::store::scratch::Scratch::new("pending-reseed-new-file");
+        let (store, mut pending, local) = a_rollback_waiting_on(&dir);
+        // With a clock that repeats wall times, an older rollback with the very same event was
+        // this file's first state (version 1, epoch 0), and this rollback is decided on it.
+        let read = reseeded_in_place(&dir, store.as_ref(), &pending, &local);
+        pending.decided_on = guard_of(&read.release);
+        // A host's write reads that state; the file is then replaced by an empty one, and the
+        // sync thread writes this rollback as the new file's first state (epoch 1) before the
+        // host's write looks at what it read: the old file's event at version 1 is the older
+        // rollback, and settles nothing (the rollback is written over that state, a conflict
+        // there, then found in the new file).
+        let stage = read.release.stage;
+        pending.reseeding();
+        pending.reseeded(Guard {
+            version: 1,
+            stage,
+            epoch: 1,
+        });
+        assert_eq!(pending.settled_by(&read), None);
+        // While the first-state write's answer is not known, an event at version 1 of any
+        // file may be its own.
+        let tried = Pending {
+            reseeded: Default::default(),
+            ..pending.clone()
+        };
+        tried.reseeding();
+        assert_eq!(tried.settled_by(&read), Some(Settled::Written(1)));
     }
 
     #[test]

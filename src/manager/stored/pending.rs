@@ -78,7 +78,15 @@ enum Reseed {
     /// stored), or a conflict (another process wrote the emptied store first: an identical
     /// event in its first state is the same rollback made at the same time).
     Tried,
-    /// Stored by the write that made this state.
+    /// Stored by the write that made this state. Not a plain flag: `reseeded_as` is asked
+    /// only of a state of the file decided on that did not go back, and a write into that
+    /// file answers alike either way; but a host's write may read the old file just before
+    /// the sync thread writes the first state of a new one (the file removed or replaced),
+    /// and look at the mark after: an identical event at version 1 of the old file is then
+    /// an older rollback made at the same wall time, which this tells apart (a plain flag
+    /// would settle the rollback on that stale state, and the gate would follow the stage
+    /// it rolled back until the next sync). While the write's answer is not known
+    /// ([`Tried`](Self::Tried)) that window stays open.
     At(Guard),
 }
 
