@@ -121,8 +121,8 @@ impl Pending {
     }
 
     /// Whether `state`, the stored state, settles this rollback without writing it: it holds
-    /// the rollback already (its very event above the version decided on; at the version
-    /// this process wrote it as the first state of a store that lost its own
+    /// the rollback already (its very event above the version decided on; at version 1 once
+    /// this process wrote it, or tried to, as the first state of a store that lost its own
     /// ([`reseeded_as`](Self::reseeded_as)); at any version when the store went back below
     /// the version decided on or `state` is of another file, where the sync thread may have
     /// written it too; else such an event is an older rollback made at the same wall time);
@@ -162,13 +162,14 @@ impl Pending {
         };
         let release = &state.release;
         // Looked for above the state decided on; at or below it too when the store went back
-        // below that state or is another file; and at the write that stored it as the first
-        // state of a store that lost its own (a host's write taking the lock before the sync
-        // thread applied it; others' writes may have taken that state since past the one
-        // decided on, into the next rollout too, and rows deleted in place keep the file's
-        // epoch). Else an identical event at or below is an older rollback made at the same
-        // wall time (a clock that repeats one: a `ManualClock` not advanced, a host's clock
-        // that clamps), not this one, whether the gate still knows it or not.
+        // below that state or is another file; and at version 1 once this process wrote it,
+        // or tried to, as the first state of a store that lost its own (a host's write taking
+        // the lock before the sync thread applied it; others' writes may have taken that
+        // state since past the one decided on, into the next rollout too, and rows deleted in
+        // place keep the file's epoch). Else an identical event at or below is an older
+        // rollback made at the same wall time (a clock that repeats one: a `ManualClock` not
+        // advanced, a host's clock that clamps), not this one, whether the gate still knows it
+        // or not.
         let went_back = release.version < decided_on.version || self.of_another_file(release);
         let written = state
             .history
