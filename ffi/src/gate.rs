@@ -397,7 +397,10 @@ pub unsafe extern "C" fn pgate_swap_slo(
         // Read as `pgate_gate_new` reads its SLO document: a malformed one is an
         // `invalid JSON SLO config`, not a config's.
         let slo = parse(Some(doc), SloConfig::from_json, "SLO config")?;
-        Ok(gate.manager.swap_slo(slo).map(drop)?)
+        gate.manager
+            .swap_slo(slo)
+            .map_err(|e| as_written(e, &[Some(doc)]))?;
+        Ok(())
     })
 }
 

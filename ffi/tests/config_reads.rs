@@ -936,6 +936,15 @@ fn a_refused_number_is_named_as_the_document_writes_it() {
         assert_eq!(status, pgate_status::InvalidConfig);
         let message = error_text(err);
         assert!(message.starts_with(interval), "{message}");
+        // A swapped SLO whose interval the gate's window refuses: the swapped document's number.
+        let gate = new_gate(window);
+        let swapped = r#"{"evaluation_interval_ms": 3.1e4}"#;
+        let status = pgate_swap_slo(gate, swapped.as_ptr(), swapped.len(), &mut err);
+        assert_eq!(status, pgate_status::InvalidConfig);
+        let message = error_text(err);
+        let interval = "invalid evaluation_interval_ms = 3.1e4: ";
+        assert!(message.starts_with(interval), "{message}");
+        assert_eq!(pgate_gate_free(gate), pgate_status::Ok);
         let gate = new_gate("{}");
         let status = pgate_swap_config(gate, config.as_ptr(), config.len(), &mut err);
         assert_eq!(status, pgate_status::InvalidConfig);
