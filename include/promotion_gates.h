@@ -1408,7 +1408,10 @@ const char *pgate_status_str(uint32_t status);
  * until `PGATE_STATUS_OK`, as `PGATE_STATUS_BUFFER_TOO_SMALL` says). The window is
  * read as `pgate_read_health` reads it, so an evaluation that fell due meanwhile is made right
  * after, on this thread, and may roll the canary back: like `pgate_read_health`, it is refused
- * from inside the log callback (`PGATE_STATUS_INVALID_ARGUMENT`, writing nothing).
+ * from inside the log callback (`PGATE_STATUS_INVALID_ARGUMENT`, writing nothing). A NULL
+ * `len_out` (`PGATE_STATUS_NULL_POINTER`) or a `cap` above `PTRDIFF_MAX`
+ * (`PGATE_STATUS_INVALID_ARGUMENT`) is refused before the window is read: a refused call
+ * changes nothing.
  *
  * # Safety
  * `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.
@@ -1480,7 +1483,8 @@ pgate_status pgate_metrics_prometheus_counted(const struct pgate_gate *const *ga
  * returned: call again with `*len_out + 1` bytes (see `PGATE_STATUS_BUFFER_TOO_SMALL`). Like
  * `pgate_metrics_prometheus`, it reads the window as `pgate_read_health` does (an evaluation
  * that fell due meanwhile is made right after, and may roll back), so it is refused from
- * inside the log callback (`PGATE_STATUS_INVALID_ARGUMENT`, writing nothing).
+ * inside the log callback (`PGATE_STATUS_INVALID_ARGUMENT`, writing nothing). Its outputs
+ * are checked before the window is read, as `pgate_metrics_prometheus`'s are.
  *
  * # Safety
  * `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.

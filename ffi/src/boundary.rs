@@ -259,6 +259,19 @@ pub(crate) unsafe fn write<T>(out: *mut T, value: T) -> Result<(), pgate_status>
     Ok(())
 }
 
+/// Checks a text output as [`copy_out`] will: `len_out` not NULL, `cap` at most `isize::MAX`.
+/// A call that reads a gate's window (which may make an evaluation, and roll back) checks it
+/// before the read, so that a refused call changes nothing.
+pub(crate) fn text_out(cap: usize, len_out: *const usize) -> Result<(), pgate_status> {
+    if len_out.is_null() {
+        return Err(pgate_status::NullPointer);
+    }
+    if cap > isize::MAX as usize {
+        return Err(pgate_status::InvalidArgument);
+    }
+    Ok(())
+}
+
 /// Copies `text` plus a NUL into the caller's buffer `buf` of `cap` bytes and stores the text's
 /// length (without NUL) in `*len_out`. If the buffer is too small (or NULL), only the length
 /// is stored and [`pgate_status::BufferTooSmall`] is returned.
@@ -271,12 +284,7 @@ pub(crate) unsafe fn copy_out(
     cap: usize,
     len_out: *mut usize,
 ) -> Result<(), pgate_status> {
-    if len_out.is_null() {
-        return Err(pgate_status::NullPointer);
-    }
-    if cap > isize::MAX as usize {
-        return Err(pgate_status::InvalidArgument);
-    }
+    text_out(cap, len_out)?;
     // SAFETY: len_out is non-NULL and, per the caller, valid for a write.
     unsafe { len_out.write(text.len()) };
     if buf.is_null() || cap <= text.len() {

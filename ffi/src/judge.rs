@@ -154,12 +154,10 @@ pub unsafe extern "C" fn pgate_monitor_health(
     evidence_cap: usize,
     evidence_len: *mut usize,
 ) -> pgate_status {
-    if refused_inside_callback("pgate_monitor_health").is_some() {
-        return pgate_status::InvalidArgument;
-    }
+    let call = "pgate_monitor_health";
     // SAFETY: forwarded contract.
     unsafe {
-        health_out(gate, out, evidence, evidence_cap, evidence_len, |m| {
+        health_out(call, gate, out, evidence, evidence_cap, evidence_len, |m| {
             m.monitor_canary_health()
         })
     }
@@ -189,23 +187,23 @@ pub unsafe extern "C" fn pgate_read_health(
     evidence_cap: usize,
     evidence_len: *mut usize,
 ) -> pgate_status {
-    if refused_inside_callback("pgate_read_health").is_some() {
-        return pgate_status::InvalidArgument;
-    }
+    let call = "pgate_read_health";
     // SAFETY: forwarded contract.
     unsafe {
-        health_out(gate, out, evidence, evidence_cap, evidence_len, |m| {
+        health_out(call, gate, out, evidence, evidence_cap, evidence_len, |m| {
             m.health()
         })
     }
 }
 
 /// Checks every argument, then runs `read` on the live gate and writes the health and its
-/// evidence line: the body of `pgate_monitor_health` and `pgate_read_health`.
+/// evidence line: the body of `pgate_monitor_health` and `pgate_read_health` (`call`, refused
+/// from inside the log callback).
 ///
 /// # Safety
 /// As `pgate_monitor_health`.
 unsafe fn health_out(
+    call: &'static str,
     gate: *const pgate_gate,
     out: *mut pgate_health,
     evidence: *mut c_char,
@@ -214,6 +212,9 @@ unsafe fn health_out(
     read: impl FnOnce(&PromotionGateManager) -> CanaryHealth,
 ) -> pgate_status {
     guard(|| {
+        if refused_inside_callback(call).is_some() {
+            return Err(pgate_status::InvalidArgument);
+        }
         // Every argument is checked before the judge runs: a refused call changes nothing.
         if out.is_null() || (!evidence.is_null() && evidence_len.is_null()) {
             return Err(pgate_status::NullPointer);

@@ -61,7 +61,7 @@ pub unsafe extern "C" fn pgate_promote_from(
     traffic_percent: f64,
     err: *mut *mut pgate_error,
 ) -> pgate_status {
-    let stage = Some(StageId::new(stage));
+    let stage = Some(stage);
     // SAFETY: forwarded contract.
     unsafe {
         promote(
@@ -75,14 +75,15 @@ pub unsafe extern "C" fn pgate_promote_from(
     }
 }
 
-/// The body of `pgate_promote` and `pgate_promote_from`.
+/// The body of `pgate_promote` and `pgate_promote_from` (`stage`: the release stage the latter
+/// was given).
 ///
 /// # Safety
 /// As theirs.
 unsafe fn promote(
     call: &'static str,
     gate: *const pgate_gate,
-    stage: Option<StageId>,
+    stage: Option<u64>,
     environment: u32,
     traffic_percent: f64,
     err: *mut *mut pgate_error,
@@ -108,7 +109,7 @@ unsafe fn promote(
             }
         };
         match stage {
-            Some(stage) => gate.manager.promote_from(stage, target)?,
+            Some(stage) => gate.manager.promote_from(StageId::new(stage), target)?,
             None => gate.manager.promote(target)?,
         }
         Ok(())

@@ -12,7 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
 
-use crate::boundary::{copy_out, guard, slice};
+use crate::boundary::{copy_out, guard, slice, text_out};
 use crate::gate::{cold, pgate_gate};
 use crate::log::refused_inside_callback;
 use crate::status::pgate_status;
@@ -32,7 +32,10 @@ use promotion_gates::telemetry::prometheus::{self, ExpositionError, OutcomeCount
 /// until `PGATE_STATUS_OK`, as `PGATE_STATUS_BUFFER_TOO_SMALL` says). The window is
 /// read as `pgate_read_health` reads it, so an evaluation that fell due meanwhile is made right
 /// after, on this thread, and may roll the canary back: like `pgate_read_health`, it is refused
-/// from inside the log callback (`PGATE_STATUS_INVALID_ARGUMENT`, writing nothing).
+/// from inside the log callback (`PGATE_STATUS_INVALID_ARGUMENT`, writing nothing). A NULL
+/// `len_out` (`PGATE_STATUS_NULL_POINTER`) or a `cap` above `PTRDIFF_MAX`
+/// (`PGATE_STATUS_INVALID_ARGUMENT`) is refused before the window is read: a refused call
+/// changes nothing.
 ///
 /// # Safety
 /// `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.
@@ -43,11 +46,9 @@ pub unsafe extern "C" fn pgate_metrics_prometheus(
     cap: usize,
     len_out: *mut usize,
 ) -> pgate_status {
-    if refused_inside_callback("pgate_metrics_prometheus").is_some() {
-        return pgate_status::InvalidArgument;
-    }
+    let call = "pgate_metrics_prometheus";
     // SAFETY: a pointer to one gate is an array of one; the rest is the caller's contract.
-    unsafe { pgate_metrics_prometheus_gates(&gate, 1, buf, cap, len_out) }
+    unsafe { exposition(call, &gate, std::ptr::null(), 1, buf, cap, len_out) }
 }
 
 /// Like `pgate_metrics_prometheus`, for `count` gates in one exposition (each metric family
@@ -67,11 +68,9 @@ pub unsafe extern "C" fn pgate_metrics_prometheus_gates(
     cap: usize,
     len_out: *mut usize,
 ) -> pgate_status {
-    if refused_inside_callback("pgate_metrics_prometheus_gates").is_some() {
-        return pgate_status::InvalidArgument;
-    }
+    let call = "pgate_metrics_prometheus_gates";
     // SAFETY: NULL counts are the gates' own; the rest is the caller's contract.
-    unsafe { pgate_metrics_prometheus_counted(gates, std::ptr::null(), count, buf, cap, len_out) }
+    unsafe { exposition(call, gates, std::ptr::null(), count, buf, cap, len_out) }
 }
 
 /// The four outcome counters of a gate's exposition, as a host counts them:
@@ -142,10 +141,31 @@ pub unsafe extern "C" fn pgate_metrics_prometheus_counted(
     cap: usize,
     len_out: *mut usize,
 ) -> pgate_status {
-    if refused_inside_callback("pgate_metrics_prometheus_counted").is_some() {
-        return pgate_status::InvalidArgument;
-    }
+    let call = "pgate_metrics_prometheus_counted";
+    // SAFETY: forwarded contract.
+    unsafe { exposition(call, gates, counts, count, buf, cap, len_out) }
+}
+
+/// The body of the three exposition calls, `call` being the one made: refused from inside the
+/// log callback, and every argument checked before a gate's window is read (the read may make
+/// an evaluation, which may roll back): a refused call changes nothing.
+///
+/// # Safety
+/// As `pgate_metrics_prometheus_counted`.
+unsafe fn exposition(
+    call: &'static str,
+    gates: *const *const pgate_gate,
+    counts: *const pgate_outcome_counts,
+    count: usize,
+    buf: *mut c_char,
+    cap: usize,
+    len_out: *mut usize,
+) -> pgate_status {
     guard(|| {
+        if refused_inside_callback(call).is_some() {
+            return Err(pgate_status::InvalidArgument);
+        }
+        text_out(cap, len_out)?;
         // SAFETY: the caller guarantees `count` readable pointers at `gates` (or NULL with 0).
         let handles = unsafe { slice(gates, count) }?;
         let host_counts = if counts.is_null() {
@@ -189,7 +209,8 @@ pub unsafe extern "C" fn pgate_metrics_prometheus_counted(
 /// returned: call again with `*len_out + 1` bytes (see `PGATE_STATUS_BUFFER_TOO_SMALL`). Like
 /// `pgate_metrics_prometheus`, it reads the window as `pgate_read_health` does (an evaluation
 /// that fell due meanwhile is made right after, and may roll back), so it is refused from
-/// inside the log callback (`PGATE_STATUS_INVALID_ARGUMENT`, writing nothing).
+/// inside the log callback (`PGATE_STATUS_INVALID_ARGUMENT`, writing nothing). Its outputs
+/// are checked before the window is read, as `pgate_metrics_prometheus`'s are.
 ///
 /// # Safety
 /// `gate` must be a live gate; `buf` NULL or valid for `cap` bytes; `len_out` valid for a write.
@@ -200,10 +221,12 @@ pub unsafe extern "C" fn pgate_latency_histograms_json(
     cap: usize,
     len_out: *mut usize,
 ) -> pgate_status {
-    if refused_inside_callback("pgate_latency_histograms_json").is_some() {
-        return pgate_status::InvalidArgument;
-    }
     guard(|| {
+        if refused_inside_callback("pgate_latency_histograms_json").is_some() {
+            return Err(pgate_status::InvalidArgument);
+        }
+        // Checked before the window is read (which may make an evaluation, and roll back).
+        text_out(cap, len_out)?;
         // SAFETY: the caller keeps the gate alive during the call.
         let gate = unsafe { cold(gate) }?;
         // Both cohorts from one read of the window.

@@ -218,3 +218,49 @@ fn a_hosts_counts_replace_the_gates_outcome_counters() {
     // a freed handle is only compared against the live gates, never read
     assert_eq!(refused(gates.as_ptr(), 1), (pgate_status::InvalidHandle, 7));
 }
+
+/// A call refused for its outputs (`len_out` NULL, `cap` above `PTRDIFF_MAX`) is refused
+/// before a gate's window is read, which may make an evaluation and roll back: as
+/// `pgate_read_health`, a refused call changes nothing. Two gates of one name were read (and
+/// refused as such) before the NULL `len_out` was seen.
+#[test]
+fn outputs_are_checked_before_a_window_is_read() {
+    let gate = new_gate(r#"{"gate": "checkout"}"#).cast_const();
+    let twice = [gate, gate];
+    let mut buf = [0xAAu8; 8];
+    let mut changes = 0;
+    // SAFETY: a live gate (twice); `buf` of 8 bytes; the refused outputs are never written.
+    unsafe {
+        assert_eq!(pgate_change_count(gate, &mut changes), pgate_status::Ok);
+        let status = pgate_metrics_prometheus_gates(
+            twice.as_ptr(),
+            2,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            null_mut(),
+        );
+        assert_eq!(status, pgate_status::NullPointer);
+        let b = buf.as_mut_ptr().cast();
+        assert_eq!(
+            pgate_metrics_prometheus(gate, b, buf.len(), null_mut()),
+            pgate_status::NullPointer
+        );
+        let mut len = 7;
+        for status in [
+            pgate_metrics_prometheus(gate, b, usize::MAX, &mut len),
+            pgate_metrics_prometheus_counted(twice.as_ptr(), null(), 2, b, usize::MAX, &mut len),
+            pgate_latency_histograms_json(gate, b, usize::MAX, &mut len),
+        ] {
+            assert_eq!(status, pgate_status::InvalidArgument);
+        }
+        assert_eq!(
+            pgate_latency_histograms_json(gate, b, buf.len(), null_mut()),
+            pgate_status::NullPointer
+        );
+        assert_eq!((len, buf), (7, [0xAA; 8]), "nothing written");
+        let mut after = 0;
+        assert_eq!(pgate_change_count(gate, &mut after), pgate_status::Ok);
+        assert_eq!(after, changes);
+        assert_eq!(pgate_gate_free(gate.cast_mut()), pgate_status::Ok);
+    }
+}
