@@ -48,6 +48,12 @@ struct SharedState {
 #[derive(Debug)]
 struct Collection {
     thread: ThreadId,
+    /// The gate `window` was read from, by address: a gauge of another gate reads anew (the
+    /// instruments followed it while a gauge held the gate before, whose read came after the
+    /// [`SharedWindow::forget`] of the `follow`). An address is compared, never read; a gate made
+    /// at the address of one gone comes after a `forget` of its own (it is followed), which
+    /// lets go of a read of the gate gone.
+    gate: usize,
     /// Its last read, until every gauge took it (or it was let go of).
     window: Option<Arc<WindowExport>>,
     /// The gauges (by bit) that took `window`.
@@ -80,11 +86,14 @@ impl SharedWindow {
         }
     }
 
-    /// The read the gauge `bit` is to show in the calling thread's collection: its current
-    /// one unless the gauge took it already (a new collection: read anew), or a new one when
-    /// the last was let go of. The last gauge to take a read lets go of it.
+    /// The read the gauge `bit` is to show of `gate` in the calling thread's collection: its
+    /// current one unless the gauge took it already (a new collection: read anew), or a new
+    /// one when the last was let go of or is of another gate (the instruments followed `gate`
+    /// meanwhile: the rest of the collection shares a read of `gate`, as after a `forget`).
+    /// The last gauge to take a read lets go of it.
     pub(super) fn take(&self, gate: &PromotionGateManager, bit: u64) -> Arc<WindowExport> {
         let thread = thread::current().id();
+        let address = std::ptr::from_ref(gate).addr();
         let mut state = self.state();
         let state = &mut *state;
         let every_gauge = match state.gauges {
@@ -102,6 +111,7 @@ impl SharedWindow {
                 }
                 state.collections.push(Collection {
                     thread,
+                    gate: address,
                     window: None,
                     taken: 0,
                     used: state.reads,
@@ -114,6 +124,7 @@ impl SharedWindow {
         let new_collection = collection.taken & bit != 0;
         if let Some(window) = &collection.window
             && !new_collection
+            && collection.gate == address
         {
             let window = Arc::clone(window);
             collection.taken |= bit;
@@ -123,6 +134,7 @@ impl SharedWindow {
             return window;
         }
         let window = Arc::new(gate.window_export());
+        collection.gate = address;
         collection.taken = if new_collection {
             bit
         } else {
@@ -227,6 +239,29 @@ mod tests {
             let first = shared.take(&gate, 1);
             assert!(Arc::ptr_eq(&first, &shared.take(&gate, 2)));
             assert!(Arc::ptr_eq(&first, &shared.take(&gate, 4)));
+        }
+    }
+
+    /// A gauge that held the gate followed before (its callback read the followed gate before
+    /// a `follow`, and took its read after the `forget`) left that gate's read to the gauges
+    /// after it, which show the gate followed now.
+    #[test]
+    fn a_read_of_another_gate_is_not_taken() {
+        let (a, b) = (gate(), gate());
+        b.record_request_outcome("u", true, Duration::from_millis(1));
+        let shared = shared_by_three();
+        shared.forget();
+        let of_a = shared.take(&a, 1);
+        let of_b = shared.take(&b, 2);
+        assert!(!Arc::ptr_eq(&of_a, &of_b));
+        assert_eq!(of_b.evidence(Cohort::Stable).requests, 1);
+        // The rest of the collection shares b's read, and the next ones share one read each.
+        assert!(Arc::ptr_eq(&of_b, &shared.take(&b, 4)));
+        for _ in 0..2 {
+            let next = shared.take(&b, 1);
+            assert!(!Arc::ptr_eq(&next, &of_b));
+            assert!(Arc::ptr_eq(&next, &shared.take(&b, 2)));
+            assert!(Arc::ptr_eq(&next, &shared.take(&b, 4)));
         }
     }
 
