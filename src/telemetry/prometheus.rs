@@ -226,7 +226,7 @@ fn write_readings(readings: &[Reading], out: &mut impl Write) -> Result<(), Expo
         |r| r.environment.name(),
     )?;
     e.gauge("promotion_stage", "The release stage's number.", |r| {
-        r.stage as f64
+        r.stage
     })?;
     e.gauge(
         "promotion_canary_traffic_ratio",
@@ -258,12 +258,12 @@ fn write_readings(readings: &[Reading], out: &mut impl Write) -> Result<(), Expo
     e.per_cohort(
         "promotion_window_requests",
         "Requests in the judged window.",
-        |r, c| r.cohort(c).requests as f64,
+        |r, c| r.cohort(c).requests,
     )?;
     e.per_cohort(
         "promotion_window_errors",
         "Failed requests in the judged window.",
-        |r, c| r.cohort(c).errors as f64,
+        |r, c| r.cohort(c).errors,
     )?;
     e.per_cohort(
         "promotion_slo_compliance_ratio",
@@ -364,8 +364,8 @@ struct Exposition<'a, W> {
 }
 
 impl<W: Write> Exposition<'_, W> {
-    fn sample(&mut self, name: &str, labels: &str, value: f64) -> fmt::Result {
-        writeln!(self.out, "{name}{labels} {}", Value(value))
+    fn sample(&mut self, name: &str, labels: &str, value: impl Into<Number>) -> fmt::Result {
+        writeln!(self.out, "{name}{labels} {}", value.into())
     }
 
     /// A metric family: its HELP and TYPE lines, then `each` reading's samples.
@@ -382,7 +382,12 @@ impl<W: Write> Exposition<'_, W> {
         readings.iter().try_for_each(|r| each(self, r))
     }
 
-    fn gauge(&mut self, name: &str, help: &str, value: impl Fn(&Reading) -> f64) -> fmt::Result {
+    fn gauge<N: Into<Number>>(
+        &mut self,
+        name: &str,
+        help: &str,
+        value: impl Fn(&Reading) -> N,
+    ) -> fmt::Result {
         self.family(name, "gauge", help, |e, r| {
             e.sample(name, &r.labels(&[]), value(r))
         })
@@ -390,15 +395,15 @@ impl<W: Write> Exposition<'_, W> {
 
     fn counter(&mut self, name: &str, help: &str, value: impl Fn(&Reading) -> u64) -> fmt::Result {
         self.family(name, "counter", help, |e, r| {
-            e.sample(name, &r.labels(&[]), value(r) as f64)
+            e.sample(name, &r.labels(&[]), value(r))
         })
     }
 
-    fn per_cohort(
+    fn per_cohort<N: Into<Number>>(
         &mut self,
         name: &str,
         help: &str,
-        value: impl Fn(&Reading, Cohort) -> f64,
+        value: impl Fn(&Reading, Cohort) -> N,
     ) -> fmt::Result {
         self.family(name, "gauge", help, |e, r| {
             Cohort::ALL.into_iter().try_for_each(|cohort| {
@@ -422,7 +427,7 @@ impl<W: Write> Exposition<'_, W> {
     ) -> fmt::Result {
         self.family(name, "gauge", help, |e, r| {
             states.iter().try_for_each(|state| {
-                let on = f64::from(u8::from(*state == current(r)));
+                let on = u64::from(*state == current(r));
                 e.sample(name, &r.labels(&[(label, state)]), on)
             })
         })
@@ -437,7 +442,7 @@ impl<W: Write> Exposition<'_, W> {
         self.family(fired, "gauge", help, |e, r| {
             Rule::ALL.iter().copied().try_for_each(|rule| {
                 let on = r.window.finding(rule).is_some_and(|f| f.fired);
-                e.sample(fired, &r.labels(&[("rule", rule.name())]), on.into())
+                e.sample(fired, &r.labels(&[("rule", rule.name())]), u64::from(on))
             })
         })?;
         let judged = "promotion_rule_judged";
@@ -445,7 +450,7 @@ impl<W: Write> Exposition<'_, W> {
         self.family(judged, "gauge", help, |e, r| {
             Rule::ALL.iter().copied().try_for_each(|rule| {
                 let on = r.window.finding(rule).is_some();
-                e.sample(judged, &r.labels(&[("rule", rule.name())]), on.into())
+                e.sample(judged, &r.labels(&[("rule", rule.name())]), u64::from(on))
             })
         })
     }
@@ -467,7 +472,7 @@ impl<W: Write> Exposition<'_, W> {
             |e, name, r, cohort, histogram| {
                 histogram.buckets().try_for_each(|(le, count)| {
                     let labels = r.labels(&[("cohort", cohort.name()), ("le", &le)]);
-                    e.sample(name, &labels, count as f64)
+                    e.sample(name, &labels, count)
                 })
             },
         )?;
@@ -479,16 +484,16 @@ impl<W: Write> Exposition<'_, W> {
         self.histogram_total(
             "promotion_window_latency_seconds_count",
             &format!("Requests of the judged window with a latency, the +Inf bucket ({FALLS})."),
-            |histogram| histogram.count as f64,
+            |histogram| histogram.count,
         )
     }
 
     /// An untyped family `name` of one `value` per reading's cohort that has a histogram.
-    fn histogram_total(
+    fn histogram_total<N: Into<Number>>(
         &mut self,
         name: &str,
         help: &str,
-        value: impl Fn(&LatencyBuckets) -> f64,
+        value: impl Fn(&LatencyBuckets) -> N,
     ) -> fmt::Result {
         self.per_histogram(name, help, |e, name, r, cohort, histogram| {
             e.sample(
@@ -525,13 +530,43 @@ impl<W: Write> Exposition<'_, W> {
             rollback_series(&r.rollbacks).try_for_each(|series| {
                 let rule = series.rule.map_or("none", |rule| rule.name());
                 let labels = r.labels(&[("trigger", series.trigger.name()), ("rule", rule)]);
-                e.sample(name, &labels, series.count as f64)
+                e.sample(name, &labels, series.count)
             })
         })
     }
 }
 
-/// A sample value as Prometheus reads it (`+Inf`, `-Inf`, `NaN`, or a decimal).
+/// A sample value as Prometheus reads it: a count (a counter, a request or bucket count, a
+/// stage number, a state's 0 or 1) as the integer it is, every `u64` exactly (as an `f64`,
+/// whose integers are exact up to 2^53 only, `u64::MAX` was written 18446744073709552000), or
+/// a [`Value`].
+enum Number {
+    Count(u64),
+    Float(f64),
+}
+
+impl From<u64> for Number {
+    fn from(count: u64) -> Self {
+        Number::Count(count)
+    }
+}
+
+impl From<f64> for Number {
+    fn from(value: f64) -> Self {
+        Number::Float(value)
+    }
+}
+
+impl fmt::Display for Number {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Number::Count(count) => write!(f, "{count}"),
+            Number::Float(value) => Value(value).fmt(f),
+        }
+    }
+}
+
+/// A float sample value as Prometheus reads it (`+Inf`, `-Inf`, `NaN`, or a decimal).
 struct Value(f64);
 
 impl fmt::Display for Value {

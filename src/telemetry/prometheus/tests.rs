@@ -764,6 +764,29 @@ fn values_are_written_as_prometheus_reads_them() {
     );
 }
 
+/// A count is written as the integer it is: as an `f64`, `u64::MAX` was written
+/// 18446744073709552000, and 2^53 + 1 as 2^53.
+#[test]
+fn counts_are_written_as_integers_however_large() {
+    let web = gate("web", Environment::Staging);
+    let counts = OutcomeCounts {
+        late_outcomes: u64::MAX,
+        forced_outcomes: (1 << 53) + 1,
+        ..OutcomeCounts::default()
+    };
+    let mut text = String::new();
+    write_exposition_counted(&[(&web, counts)], &mut text).unwrap();
+    for line in [
+        "promotion_late_outcomes_total{gate=\"web\"} 18446744073709551615\n",
+        "promotion_forced_outcomes_total{gate=\"web\"} 9007199254740993\n",
+        "promotion_stage{gate=\"web\"} 1\n",
+    ] {
+        assert!(text.contains(line), "{line} in {text}");
+    }
+    let written: Vec<String> = [0, 1, u64::MAX].map(|n| Number::from(n).to_string()).into();
+    assert_eq!(written, ["0", "1", "18446744073709551615"]);
+}
+
 #[test]
 fn forced_outcomes_and_ignored_values_are_counted_apart() {
     let gate = PromotionGateManager::new(
