@@ -52,6 +52,35 @@ fn points(metrics: &[ResourceMetrics]) -> Points {
     points
 }
 
+/// A meter provider whose one reader exports to an in-memory exporter of `temporality`, and
+/// a meter of it.
+#[allow(clippy::unwrap_used, reason = "test code")]
+fn in_memory(
+    temporality: Temporality,
+) -> (
+    InMemoryMetricExporter,
+    SdkMeterProvider,
+    opentelemetry::metrics::Meter,
+) {
+    let metrics = InMemoryMetricExporterBuilder::new()
+        .with_temporality(temporality)
+        .build();
+    let meter_provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(metrics.clone()).build())
+        .build();
+    let meter = opentelemetry::metrics::MeterProvider::meter(&meter_provider, "host");
+    (metrics, meter_provider, meter)
+}
+
+/// The data points of one collection of `provider`, `metrics` emptied for the next.
+#[allow(clippy::unwrap_used, reason = "test code")]
+fn collection(metrics: &InMemoryMetricExporter, provider: &SdkMeterProvider) -> Points {
+    provider.force_flush().unwrap();
+    let got = points(&metrics.get_finished_metrics().unwrap());
+    metrics.reset();
+    got
+}
+
 fn key(name: &str, attrs: &[(&str, &str)]) -> (String, Vec<(String, String)>) {
     let mut attrs: Vec<_> = attrs
         .iter()
@@ -130,9 +159,7 @@ fn gauges_counters_and_spans_reach_the_hosts_providers() {
 
     // The window gauges show what the side-effect-free health shows (a manual clock: the window
     // stays as it is between the two reads).
-    meter_provider.force_flush().unwrap();
-    let got = points(&metrics.get_finished_metrics().unwrap());
-    metrics.reset();
+    let got = collection(&metrics, &meter_provider);
     let health = gate.health();
     let cohorts = [&health.evidence.canary, &health.evidence.stable];
     assert!(cohorts.iter().all(|c| c.requests > 0 && c.errors > 0));
@@ -368,19 +395,23 @@ fn the_instruments_follow_a_gate_made_anew_and_stop_once_dropped() {
         .with_reader(PeriodicReader::builder(metrics.clone()).build())
         .build();
     let meter = opentelemetry::metrics::MeterProvider::meter(&meter_provider, "host");
-    let gates = |metrics: &InMemoryMetricExporter| -> BTreeSet<String> {
-        meter_provider.force_flush().unwrap();
-        let got = points(&metrics.get_finished_metrics().unwrap());
-        metrics.reset();
-        got.keys()
-            .flat_map(|(_, attrs)| attrs.iter())
-            .filter(|(k, _)| k == "promotion.gate")
-            .map(|(_, v)| v.clone())
-            .collect()
+    // The gates of one collection's points: of every instrument, and of the window gauges.
+    let gates = |metrics: &InMemoryMetricExporter| -> [BTreeSet<String>; 2] {
+        let got = collection(metrics, &meter_provider);
+        let of = |gauges_only: bool| {
+            got.keys()
+                .filter(|(name, _)| !gauges_only || name == "promotion.health_score")
+                .flat_map(|(_, attrs)| attrs.iter())
+                .filter(|(k, _)| k == "promotion.gate")
+                .map(|(_, v)| v.clone())
+                .collect()
+        };
+        [of(false), of(true)]
     };
+    let checkout = || BTreeSet::from(["checkout".to_string()]);
     let old = canary_gate(10.0);
     let instruments = otel::observe(&old, &meter);
-    assert_eq!(gates(&metrics), BTreeSet::from(["checkout".to_string()]));
+    assert_eq!(gates(&metrics), [checkout(), checkout()]);
     // A reload: the new gate (here of another name) is followed, with no new registration.
     let config = PromotionConfig {
         gate: "checkout-reloaded".into(),
@@ -390,14 +421,14 @@ fn the_instruments_follow_a_gate_made_anew_and_stop_once_dropped() {
     let reloaded = Arc::new(PromotionGateManager::new(config, slo).unwrap());
     instruments.follow(&reloaded);
     drop(old);
-    assert_eq!(
-        gates(&metrics),
-        BTreeSet::from(["checkout-reloaded".to_string()])
-    );
+    // The gauges show the new gate; the counters of the name left go on at their last values.
+    let reloaded = BTreeSet::from(["checkout-reloaded".to_string()]);
+    let both = BTreeSet::from(["checkout".to_string(), "checkout-reloaded".to_string()]);
+    assert_eq!(gates(&metrics), [both, reloaded]);
     drop(instruments);
     assert_eq!(
         gates(&metrics),
-        BTreeSet::new(),
+        [BTreeSet::new(), BTreeSet::new()],
         "dropped instruments report nothing"
     );
     meter_provider.shutdown().unwrap();
@@ -412,18 +443,10 @@ fn the_instruments_follow_a_gate_made_anew_and_stop_once_dropped() {
 #[test]
 fn the_counters_go_on_across_a_reload_under_the_same_name() {
     for temporality in [Temporality::Delta, Temporality::Cumulative] {
-        let metrics = InMemoryMetricExporterBuilder::new()
-            .with_temporality(temporality)
-            .build();
-        let meter_provider = SdkMeterProvider::builder()
-            .with_reader(PeriodicReader::builder(metrics.clone()).build())
-            .build();
-        let meter = opentelemetry::metrics::MeterProvider::meter(&meter_provider, "host");
+        let (metrics, meter_provider, meter) = in_memory(temporality);
         // The forced outcomes and the ignored forcing values of one collection.
         let collect = || -> [f64; 2] {
-            meter_provider.force_flush().unwrap();
-            let got = points(&metrics.get_finished_metrics().unwrap());
-            metrics.reset();
+            let got = collection(&metrics, &meter_provider);
             [
                 "promotion.forced_outcomes",
                 "promotion.ignored_override_values",
@@ -473,22 +496,75 @@ fn the_counters_go_on_across_a_reload_under_the_same_name() {
     }
 }
 
+/// A gate of another name followed in between (`checkout`, `search`, `checkout` again): the
+/// series of the name left are reported at their last values meanwhile, and go on when a gate
+/// of the name is followed again. They were dropped: the SDK forgot them, and when the name came
+/// back its series counted the gate's whole count again under delta temporality (7, not 2), and
+/// under cumulative went back to a gate made anew's counts (1 after 7).
+#[test]
+fn a_name_followed_again_goes_on_under_either_temporality() {
+    for temporality in [Temporality::Delta, Temporality::Cumulative] {
+        let (metrics, meter_provider, meter) = in_memory(temporality);
+        // The forced outcomes of `checkout` and of `search` in one collection.
+        let collect = || -> [Option<f64>; 2] {
+            let got = collection(&metrics, &meter_provider);
+            ["checkout", "search"].map(|gate| {
+                let attrs = vec![("promotion.gate".to_string(), gate.to_string())];
+                got.get(&("promotion.forced_outcomes".to_string(), attrs))
+                    .copied()
+            })
+        };
+        let count = |gate: &PromotionGateManager, times: usize| {
+            for _ in 0..times {
+                gate.record_forced(gate.route_request_forced(b"u", Some(b"canary")).stage);
+            }
+        };
+        // What a collection shows of a series after counting `n` more, `total` in all.
+        let shows = |n: f64, total: f64| match temporality {
+            Temporality::Delta => Some(n),
+            _ => Some(total),
+        };
+        let a = canary_gate(10.0);
+        let instruments = otel::observe(&a, &meter);
+        count(&a, 5);
+        assert_eq!(collect(), [shows(5.0, 5.0), None], "{temporality:?}");
+        let config = PromotionConfig {
+            gate: "search".into(),
+            ..a.config()
+        };
+        let slo = SloAdmissionController::new(SloConfig::default()).unwrap();
+        let b = Arc::new(PromotionGateManager::new(config, slo).unwrap());
+        instruments.follow(&b);
+        count(&b, 1);
+        count(&a, 1); // not followed: not counted into its series until it is
+        let shown = [shows(0.0, 5.0), shows(1.0, 1.0)];
+        assert_eq!(collect(), shown, "{temporality:?}");
+        // Back to the first gate, alive: it counts its own 7.
+        instruments.follow(&a);
+        count(&a, 1);
+        let shown = [shows(2.0, 7.0), shows(0.0, 1.0)];
+        assert_eq!(collect(), shown, "{temporality:?}");
+        // Away again, then to a gate of the name made anew: the one before it is carried.
+        instruments.follow(&b);
+        let a_anew = canary_gate(10.0);
+        instruments.follow(&a_anew);
+        drop(a);
+        count(&a_anew, 1);
+        let shown = [shows(1.0, 8.0), shows(0.0, 1.0)];
+        assert_eq!(collect(), shown, "{temporality:?}");
+        drop(instruments);
+        meter_provider.shutdown().unwrap();
+    }
+}
+
 /// Following is idempotent for a gate: following the followed gate again, or a gate followed
 /// before and still alive, counts its outcomes once. A gate followed again had its counts
 /// carried into the series and counted again by itself (the series showed 12 of 7).
 #[test]
 fn a_gate_followed_again_is_counted_once() {
-    let metrics = InMemoryMetricExporterBuilder::new()
-        .with_temporality(Temporality::Cumulative)
-        .build();
-    let meter_provider = SdkMeterProvider::builder()
-        .with_reader(PeriodicReader::builder(metrics.clone()).build())
-        .build();
-    let meter = opentelemetry::metrics::MeterProvider::meter(&meter_provider, "host");
+    let (metrics, meter_provider, meter) = in_memory(Temporality::Cumulative);
     let forced = || -> f64 {
-        meter_provider.force_flush().unwrap();
-        let got = points(&metrics.get_finished_metrics().unwrap());
-        metrics.reset();
+        let got = collection(&metrics, &meter_provider);
         got[&key("promotion.forced_outcomes", &[])]
     };
     let count = |gate: &PromotionGateManager, times: usize| {

@@ -82,7 +82,12 @@ impl GateInstruments {
     /// old one's last rollbacks may not have read them yet: its series stay at their last
     /// values until its counts pass them. Call it before the followed gate is dropped: what
     /// the gate counted after the last collection, if it is gone, is not carried. A gate of
-    /// another name starts series of its own, from its counts.
+    /// another name starts series of its own, from its counts, or goes on from its name's if
+    /// the instruments followed a gate of that name before: the series of a name left are
+    /// reported at their last values at every collection (a series that skipped one would,
+    /// under delta temporality, count its whole value again when it came back), for the last
+    /// 16 names left; one left longer ago is forgotten, and starts again if it is followed
+    /// again.
     ///
     /// Following is idempotent for a gate: following the followed gate again changes nothing,
     /// and following again a gate followed before under the name (still alive) takes back what
@@ -177,11 +182,12 @@ impl Observed {
     fn follow(&self, gate: &Arc<PromotionGateManager>) {
         let mut followed = self.followed();
         let old = followed.gate.upgrade();
-        followed.counted.follow(old.as_ref(), gate);
+        let last_of_name = followed.counted.follow(old.as_ref(), gate);
         followed.gate = Arc::downgrade(gate);
         drop(followed);
-        // The old gate may go here, with the last owner: not under the lock.
-        drop(old);
+        // The old gate (or the one last followed under the new one's name) may go here, with
+        // the last owner: not under the lock.
+        drop((old, last_of_name));
         self.window.forget();
     }
 
@@ -192,7 +198,8 @@ impl Observed {
 
     /// Observes the counter series `of` selects: `read` of the followed gate while it lives,
     /// each with its attributes (`promotion.gate` first, then `attributes` of the series),
-    /// as [`Counted::report`] makes them go on.
+    /// as [`Counted::report`] makes them go on; then those of the names left, at their last
+    /// values ([`Counted::report_left`]).
     ///
     /// The values are observed under the lock they are made under: opentelemetry_sdk 0.33
     /// records an observation into every reader of the provider, and a value made before
@@ -208,15 +215,20 @@ impl Observed {
         let mut followed = self.followed();
         let gate = followed.gate.upgrade();
         let counts = gate.as_deref().map(read).unwrap_or_default();
-        let values = followed.counted.report(counts, of);
-        let attrs = [KeyValue::new(
-            "promotion.gate",
-            followed.counted.name().to_string(),
-        )];
-        for (series, value) in values {
-            let mut all = attrs.to_vec();
-            all.extend(attributes(series));
-            observer.observe(value, &all);
+        let values = followed.counted.report(counts, &of);
+        let name = followed.counted.name().to_string();
+        let observe = |name: &str, values: Vec<(Series, u64)>| {
+            let attrs = [KeyValue::new("promotion.gate", name.to_string())];
+            for (series, value) in values {
+                let mut all = attrs.to_vec();
+                all.extend(attributes(series));
+                observer.observe(value, &all);
+            }
+        };
+        observe(&name, values);
+        // The names followed before, at their last values: see `Counted::follow`.
+        for (name, values) in followed.counted.report_left(&of) {
+            observe(name, values);
         }
         drop(followed);
         // The gate may go here, with the last owner: not under the lock.

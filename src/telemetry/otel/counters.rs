@@ -17,6 +17,12 @@
 //! Following is idempotent for a gate: following the followed gate again changes nothing, and
 //! following again a gate left earlier (alive, it counts what was carried of it) takes that
 //! back.
+//!
+//! A gate of another name starts series of its own, and the series of the name left are kept
+//! ([`MAX_NAMES_LEFT`] names at most): reported at their last values at every collection (a
+//! series that skipped one would count its whole value again under delta temporality, and
+//! could report less under cumulative: the SDK forgets it), and going on as under one name
+//! when a gate of that name is followed again.
 
 use std::sync::{Arc, Weak};
 
@@ -105,13 +111,32 @@ fn all_counts(gate: &PromotionGateManager) -> Vec<(Series, u64)> {
     counts
 }
 
-/// The counter series of the followed gate's name: what each last reported, and what the gates
-/// followed before under that name counted beyond the followed one.
+/// Names left (followed before, under a gate of another name since) whose series are kept, at
+/// most: more than a host renames its gate back and forth between. Beyond them, the name left
+/// longest ago is forgotten: its series are no longer reported (the SDK forgets them), and
+/// should a gate of that name be followed again, they start again from its counts, as a name
+/// never seen (under cumulative temporality lower than they last were, under delta counted
+/// again in full).
+pub(super) const MAX_NAMES_LEFT: usize = 16;
+
+/// The counter series of the followed gate's name, and of the names followed before.
 #[derive(Debug, Default)]
 pub(super) struct Counted {
-    /// The followed gate's name, which every series has as `promotion.gate`.
+    /// The followed gate's name's series.
+    followed: Named,
+    /// The names left, each with the gate last followed under it (if alive, what it counted
+    /// since is carried when a gate of the name is followed again); the one left longest ago
+    /// first, at most [`MAX_NAMES_LEFT`], none the followed gate's name.
+    names_left: Vec<(Named, Weak<PromotionGateManager>)>,
+}
+
+/// The counter series of one name: what each last reported, and what the gates followed
+/// before under that name counted beyond the last one followed under it.
+#[derive(Debug, Default)]
+struct Named {
+    /// The name, which every series has as `promotion.gate`.
     name: String,
-    /// The followed gate's state store, if it has one (a gate keeps the store it was opened
+    /// The state store of the gate last followed under the name, if it has one (a gate keeps the store it was opened
     /// with): known after the gate is gone.
     store: Option<StoreConfig>,
     series: Vec<(Series, Count)>,
@@ -140,16 +165,86 @@ impl Counted {
     /// The series of `gate`, none reported yet.
     pub(super) fn of(gate: &PromotionGateManager) -> Self {
         Self {
-            name: gate.gate_name(),
-            store: gate.config().store,
-            series: Vec::new(),
-            left: Vec::new(),
+            followed: Named::of(gate),
+            names_left: Vec::new(),
         }
     }
 
     /// The followed gate's name.
     pub(super) fn name(&self) -> &str {
-        &self.name
+        &self.followed.name
+    }
+
+    /// The values to report of the followed gate's series: see [`Named::report`].
+    pub(super) fn report(
+        &mut self,
+        counts: Vec<(Series, u64)>,
+        of: impl Fn(Series) -> bool,
+    ) -> Vec<(Series, u64)> {
+        self.followed.report(counts, of)
+    }
+
+    /// Each name left, with the values to report of its series `of` selects: each at its last
+    /// value (no gate of the name counts into them now).
+    pub(super) fn report_left(
+        &mut self,
+        of: impl Fn(Series) -> bool,
+    ) -> impl Iterator<Item = (&str, Vec<(Series, u64)>)> {
+        self.names_left.iter_mut().map(move |(named, _)| {
+            let values = named.report(Vec::new(), &of);
+            (named.name.as_str(), values)
+        })
+    }
+
+    /// The instruments follow `new` from `old` (the gate followed so far, `None` if it is
+    /// gone): under the same name, see [`Named::follow`]. Under another name, the followed
+    /// name's series are kept with `old` among the names left, and `new`'s go on from its
+    /// name's, if it was left (from the gate last followed under it), or are new ones, from
+    /// its counts.
+    ///
+    /// Returns the gate last followed under `new`'s name, if it was left and is alive: the
+    /// caller drops it out of its lock (it may be the last owner, and the gate go there).
+    pub(super) fn follow(
+        &mut self,
+        old: Option<&Arc<PromotionGateManager>>,
+        new: &Arc<PromotionGateManager>,
+    ) -> Option<Arc<PromotionGateManager>> {
+        if old.is_some_and(|old| Arc::ptr_eq(old, new)) {
+            return None;
+        }
+        let name = new.gate_name();
+        if name == self.followed.name {
+            self.followed.follow(old, new);
+            return None;
+        }
+        let back = match self.names_left.iter().position(|(n, _)| n.name == name) {
+            Some(at) => Some(self.names_left.remove(at)),
+            None => None,
+        };
+        let (followed, last_of_name) = match back {
+            Some((named, last)) => (named, last.upgrade()),
+            None => (Named::of(new), None),
+        };
+        let left = std::mem::replace(&mut self.followed, followed);
+        let last = old.map_or_else(Weak::new, Arc::downgrade);
+        self.names_left.push((left, last));
+        if self.names_left.len() > MAX_NAMES_LEFT {
+            self.names_left.remove(0);
+        }
+        self.followed.follow(last_of_name.as_ref(), new);
+        last_of_name
+    }
+}
+
+impl Named {
+    /// The series of `gate`, none reported yet.
+    fn of(gate: &PromotionGateManager) -> Self {
+        Self {
+            name: gate.gate_name(),
+            store: gate.config().store,
+            series: Vec::new(),
+            left: Vec::new(),
+        }
     }
 
     fn count(&mut self, series: Series) -> &mut Count {
@@ -166,8 +261,9 @@ impl Counted {
     /// The values to report of the followed gate's `counts` (none while it is gone), and of
     /// every other series `of` selects that was reported or carried (at 0: the gate does not
     /// count it): each count plus what the gates before counted, never below the value last
-    /// reported. So no series once reported skips a collection while the instruments are kept.
-    pub(super) fn report(
+    /// reported. So no series once reported skips a collection while the instruments are kept
+    /// (and its name is: see [`MAX_NAMES_LEFT`]).
+    fn report(
         &mut self,
         counts: Vec<(Series, u64)>,
         of: impl Fn(Series) -> bool,
@@ -186,9 +282,8 @@ impl Counted {
         values
     }
 
-    /// The instruments follow `new` from `old` (the gate followed so far, `None` if it is
-    /// gone). Under another name, `new`'s series are new ones, from its counts. Under the same
-    /// name, each series carries what `old` counted (as much as the series showed, if `old`
+    /// The instruments follow `new`, of this name, from `old` (the gate followed so far under
+    /// it, `None` if it is gone). Each series carries what `old` counted (as much as the series showed, if `old`
     /// is gone, or if that is more): every outcome (a gate counts its own), and every rollback
     /// unless both gates are on one state store. There both count the stored rollbacks, and
     /// nothing is carried: `new` may not have read the store since `old` last wrote to it (a
@@ -197,17 +292,8 @@ impl Counted {
     ///
     /// Idempotent for a gate: `new` being `old` changes nothing, and `new` being a gate left
     /// earlier under the name takes back what was carried of it (it counts that itself).
-    pub(super) fn follow(
-        &mut self,
-        old: Option<&Arc<PromotionGateManager>>,
-        new: &Arc<PromotionGateManager>,
-    ) {
+    fn follow(&mut self, old: Option<&Arc<PromotionGateManager>>, new: &Arc<PromotionGateManager>) {
         if old.is_some_and(|old| Arc::ptr_eq(old, new)) {
-            return;
-        }
-        let name = new.gate_name();
-        if name != self.name {
-            *self = Self::of(new);
             return;
         }
         let store = new.config().store;
@@ -538,7 +624,7 @@ mod tests {
         // The gates left that are gone are forgotten at the next follow.
         let fourth = named("checkout");
         counted.follow(Some(&third), &fourth);
-        assert_eq!(counted.left.len(), 1, "the third gate alone");
+        assert_eq!(counted.followed.left.len(), 1, "the third gate alone");
     }
 
     #[test]
@@ -552,6 +638,93 @@ mod tests {
         assert_eq!(counted.name(), "checkout-v2");
         forced(&new, 1);
         assert_eq!(value(&mut counted, Some(&new), FORCED), 1);
+    }
+
+    /// What `counted` reports of `series` for the name left `name` (`None`: not kept).
+    fn left_value(counted: &mut Counted, name: &str, series: Series) -> Option<u64> {
+        let left: Vec<(String, Vec<(Series, u64)>)> = counted
+            .report_left(|_| true)
+            .map(|(n, values)| (n.to_string(), values))
+            .collect();
+        let (_, values) = left.into_iter().find(|(n, _)| n == name)?;
+        values
+            .into_iter()
+            .find(|(s, _)| *s == series)
+            .map(|(_, v)| v)
+    }
+
+    /// A gate of another name followed in between: the series of the name left went on from
+    /// the new gate's counts (0 after 5: a cumulative sum that fell), and, the gate alive,
+    /// counted its whole value again under delta temporality (skipped collections: the SDK
+    /// forgot them).
+    #[test]
+    fn a_name_followed_again_goes_on_from_its_series() {
+        let a = named("checkout");
+        forced(&a, 5);
+        let mut counted = Counted::of(&a);
+        assert_eq!(value(&mut counted, Some(&a), FORCED), 5);
+        let b = named("search");
+        counted.follow(Some(&a), &b);
+        forced(&b, 1);
+        assert_eq!(value(&mut counted, Some(&b), FORCED), 1);
+        // The name left is reported at its last value at every collection.
+        forced(&a, 2); // not followed: not counted into its series until it is
+        for _ in 0..2 {
+            assert_eq!(left_value(&mut counted, "checkout", FORCED), Some(5));
+        }
+        // Back to the same gate, alive: it counts its own 7.
+        counted.follow(Some(&b), &a);
+        assert_eq!(value(&mut counted, Some(&a), FORCED), 7);
+        assert_eq!(left_value(&mut counted, "search", FORCED), Some(1));
+        assert_eq!(left_value(&mut counted, "checkout", FORCED), None);
+        // Away again, then to a gate of the name made anew: the one before it is carried.
+        counted.follow(Some(&a), &b);
+        let a_anew = named("checkout");
+        counted.follow(Some(&b), &a_anew);
+        drop(a);
+        assert_eq!(value(&mut counted, Some(&a_anew), FORCED), 7);
+        forced(&a_anew, 1);
+        assert_eq!(value(&mut counted, Some(&a_anew), FORCED), 8);
+        // The first gate of the name gone before the name was followed again: what its series
+        // showed is carried.
+        let c = named("checkout");
+        let mut counted = Counted::of(&c);
+        forced(&c, 5);
+        assert_eq!(value(&mut counted, Some(&c), FORCED), 5);
+        counted.follow(Some(&c), &b);
+        drop(c);
+        counted.follow(Some(&b), &named("checkout"));
+        assert!(value(&mut counted, None, FORCED) >= 5);
+    }
+
+    #[test]
+    fn the_names_left_kept_are_the_last_ones() {
+        let first = named("gate-0");
+        forced(&first, 3);
+        let mut counted = Counted::of(&first);
+        assert_eq!(value(&mut counted, Some(&first), FORCED), 3);
+        let mut gates = vec![first];
+        for i in 1..=MAX_NAMES_LEFT {
+            let next = named(&format!("gate-{i}"));
+            counted.follow(gates.last(), &next);
+            gates.push(next);
+        }
+        assert_eq!(counted.names_left.len(), MAX_NAMES_LEFT);
+        assert_eq!(left_value(&mut counted, "gate-0", FORCED), Some(3));
+        let one_more = named("gate-new");
+        counted.follow(gates.last(), &one_more);
+        assert_eq!(counted.names_left.len(), MAX_NAMES_LEFT);
+        assert_eq!(
+            left_value(&mut counted, "gate-0", FORCED),
+            None,
+            "forgotten"
+        );
+        let kept: Vec<&str> = counted.names_left.iter().map(|(n, _)| &*n.name).collect();
+        assert_eq!(kept.first(), Some(&"gate-1"));
+        assert_eq!(
+            kept.last(),
+            Some(&format!("gate-{MAX_NAMES_LEFT}").as_str())
+        );
     }
 
     #[test]
