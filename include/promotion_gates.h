@@ -13,7 +13,9 @@
  * after the text, and the length written leaves the NUL out: a buffer needs the length + 1
  * bytes, and a call given fewer (NULL, or exactly the length) writes the length alone and
  * returns PGATE_STATUS_BUFFER_TOO_SMALL; call again with *len_out + 1 bytes (see
- * PGATE_STATUS_BUFFER_TOO_SMALL). One pgate_gate may be used from
+ * PGATE_STATUS_BUFFER_TOO_SMALL). One exception: the evidence line of pgate_monitor_health and
+ * pgate_read_health is optional, and a NULL evidence asks for none (PGATE_STATUS_OK, the
+ * health written, evidence_len not written). One pgate_gate may be used from
  * many threads at once; free it only when no call is in flight. Hot calls (pgate_route,
  * pgate_record, pgate_flag_set_*) never allocate, free nothing (a config a write replaced is
  * freed by the writer side), take no lock and never wait once the calling thread made its
@@ -82,7 +84,10 @@ enum pgate_status
   PGATE_STATUS_NULL_POINTER = 1,
   /**
    * An argument is out of range: a length above `PTRDIFF_MAX`, an unknown enum value, a
-   * name that is not UTF-8.
+   * name that is not UTF-8; two gates of one name in one exposition
+   * (`pgate_metrics_prometheus_gates`, `_counted`); or a call that writes to a gate, judges
+   * it, reads its window, frees it or sets the log callback, called inside the log callback
+   * (the library may hold a lock while it logs); nothing changed.
    */
   PGATE_STATUS_INVALID_ARGUMENT = 2,
   /**
@@ -145,7 +150,8 @@ enum pgate_status
   PGATE_STATUS_INVALID_HANDLE = 13,
   /**
    * The library panicked, or an internal invariant failed (a cohort's histogram missing from
-   * a window, a histogram or exposition that could not be written into memory); the call had
+   * a window, a histogram, exposition or JSON output that could not be written into
+   * memory); the call had
    * no effect that can be relied on. A bug: report it.
    */
   PGATE_STATUS_PANIC = 14,
@@ -736,7 +742,8 @@ pgate_status pgate_gate_new(const uint8_t *config_json,
  * on that thread, would wait for the lock, and this call for the callback).
  *
  * # Safety
- * `gate` must be NULL or a pointer returned by `pgate_gate_new`.
+ * `gate` must be NULL or a pointer returned by `pgate_gate_new`, with no other call in flight
+ * on it.
  */
 pgate_status pgate_gate_free(struct pgate_gate *gate);
 

@@ -151,8 +151,9 @@ pub(crate) unsafe fn json_out<T: serde::Serialize>(
     guard(|| {
         // SAFETY: the caller keeps the gate alive during the call.
         let gate = unsafe { cold(gate) }?;
-        let json =
-            serde_json::to_string(&value(&gate.manager)).map_err(|_| pgate_status::InvalidJson)?;
+        // An output that could not be written is the library's failure, not the caller's
+        // document (`PGATE_STATUS_INVALID_JSON` is a JSON input that could not be read).
+        let json = serde_json::to_string(&value(&gate.manager)).map_err(|_| pgate_status::Panic)?;
         // SAFETY: forwarded buffer contract.
         unsafe { copy_out(&json, buf.cast(), cap, len_out) }
     })
@@ -280,7 +281,8 @@ pub unsafe extern "C" fn pgate_gate_new(
 /// on that thread, would wait for the lock, and this call for the callback).
 ///
 /// # Safety
-/// `gate` must be NULL or a pointer returned by `pgate_gate_new`.
+/// `gate` must be NULL or a pointer returned by `pgate_gate_new`, with no other call in flight
+/// on it.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pgate_gate_free(gate: *mut pgate_gate) -> pgate_status {
     guard(|| {
@@ -294,7 +296,10 @@ pub unsafe extern "C" fn pgate_gate_free(gate: *mut pgate_gate) -> pgate_status 
             return Err(pgate_status::InvalidHandle);
         }
         // SAFETY: the address was live, so it came from Box::into_raw and its manager has not
-        // been dropped; it has just left the live set, so this runs once for it.
+        // been dropped; it has just left the live set, so this runs once for it. No other call
+        // uses the manager meanwhile, so the `&mut` is exclusive: the caller's contract (`#
+        // Safety`: no other call in flight on the gate; the header's "free it only when no
+        // call is in flight") gives this call the gate alone.
         unsafe { ManuallyDrop::drop(&mut (*gate).manager) };
         let released = {
             let mut quarantine = QUARANTINE.lock().unwrap_or_else(PoisonError::into_inner);

@@ -16,7 +16,10 @@ pub enum pgate_status {
     /// A required pointer was NULL.
     NullPointer = 1,
     /// An argument is out of range: a length above `PTRDIFF_MAX`, an unknown enum value, a
-    /// name that is not UTF-8.
+    /// name that is not UTF-8; two gates of one name in one exposition
+    /// (`pgate_metrics_prometheus_gates`, `_counted`); or a call that writes to a gate, judges
+    /// it, reads its window, frees it or sets the log callback, called inside the log callback
+    /// (the library may hold a lock while it logs); nothing changed.
     InvalidArgument = 2,
     /// A config value was refused by validation (the error names the field and value). Also
     /// any JSON document a call takes (a config, an SLO) longer than `MAX_DOCUMENT_BYTES` (8
@@ -55,7 +58,8 @@ pub enum pgate_status {
     /// The handle is not a live gate (already freed, or never made by `pgate_gate_new`).
     InvalidHandle = 13,
     /// The library panicked, or an internal invariant failed (a cohort's histogram missing from
-    /// a window, a histogram or exposition that could not be written into memory); the call had
+    /// a window, a histogram, exposition or JSON output that could not be written into
+    /// memory); the call had
     /// no effect that can be relied on. A bug: report it.
     Panic = 14,
     /// An index is beyond the end of a list.

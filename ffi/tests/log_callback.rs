@@ -279,7 +279,23 @@ fn log_lines_reach_the_callback_up_to_its_level() {
                     pgate_rollback(gate, reason.as_ptr(), reason.len(), null_mut()),
                 ),
                 ("pgate_promote", pgate_promote(gate, 2, 0.0, null_mut())),
+                (
+                    "pgate_promote_from",
+                    pgate_promote_from(gate, 1, 2, 0.0, null_mut()),
+                ),
+                (
+                    "pgate_disable_feature",
+                    pgate_disable_feature(gate, flag.as_ptr(), flag.len(), null_mut()),
+                ),
+                (
+                    "pgate_swap_config",
+                    pgate_swap_config(gate, slo.as_ptr(), slo.len(), null_mut()),
+                ),
                 ("pgate_check_slo", pgate_check_slo(gate, &mut compliant)),
+                (
+                    "pgate_monitor_health",
+                    pgate_monitor_health(gate, health.as_mut_ptr(), null_mut(), 0, null_mut()),
+                ),
                 (
                     "pgate_read_health",
                     pgate_read_health(gate, health.as_mut_ptr(), null_mut(), 0, null_mut()),
@@ -322,7 +338,7 @@ fn log_lines_reach_the_callback_up_to_its_level() {
     call(gate, pgate_enable_feature, "logged"); // logs at info, with the writer lock held
     assert_eq!(set(Some(collect), lines, 3), pgate_status::Ok);
     let statuses = std::mem::take(&mut *reentry.statuses.lock().unwrap());
-    assert_eq!(statuses.len(), 11, "{statuses:?}");
+    assert_eq!(statuses.len(), 15, "{statuses:?}");
     assert!(
         statuses
             .iter()
