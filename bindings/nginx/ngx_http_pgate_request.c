@@ -209,6 +209,21 @@ ngx_http_pgate_anchor(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx)
 }
 
 
+/*
+ * Whether the main request's upstream is under way: nginx sets u->cleanup once the upstream
+ * has made its request (after create_request, whose header values may still route) and
+ * clears it when the upstream is finalized (an error page's location starts with none).
+ */
+static ngx_uint_t
+ngx_http_pgate_upstream_under_way(ngx_http_request_t *r)
+{
+    ngx_http_upstream_t  *u;
+
+    u = r->main->upstream;
+    return u != NULL && u->cleanup != NULL;
+}
+
+
 /* Whether one of the request's `gates` routes may record (ngx_http_pgate_route). */
 static ngx_uint_t
 ngx_http_pgate_any_recordable(ngx_http_pgate_ctx_t *ctx, ngx_uint_t gates)
@@ -909,9 +924,13 @@ ngx_http_pgate_route(ngx_http_request_t *r, ngx_uint_t index)
         /* the request's first route that may record: any upstream started before it was
          * chosen by no gate (none routed, or only by a balancer's key, or a route whose
          * upstream never started: unreached), and the first upstream started from now on is
-         * this decision's, an error page's too */
-        ngx_http_pgate_anchor(r, ctx);
-        route->recordable = 1;
+         * this decision's, an error page's too; but while an upstream is under way (a
+         * mirror's subrequest read between its attempts, a variable read for each attempt)
+         * its next attempts would be taken for this decision's: none chose that upstream */
+        route->recordable = !ngx_http_pgate_upstream_under_way(r);
+        if (route->recordable) {
+            ngx_http_pgate_anchor(r, ctx);
+        }
 
     } else {
         /* asked once the routed upstream had started (a second gate's variable in a

@@ -1584,6 +1584,63 @@ stop_tcp_server
 [ "$chunkok" = "9 recorded, 0 errors" ] ||
   { echo "FAIL: expected chunkok's 9 requests recorded as successes; nginx logged:" >&2; cat "$tmp/logs/chunk.log" >&2; exit 1; }
 
+echo "== a gate first read while an upstream no gate chose is under way records nothing of it"
+# The upstream{} block `mir` (hashed by gate `mira`: a balancer's read, which chose nothing)
+# tries three servers, each answering 502 after 100 ms; the request's mirror subrequest reads
+# gate `mirb` while the first attempt waits. No gate chose `mir`: neither records anything of
+# its attempts (a build taking `mirb`'s read for the request's first route recorded the last
+# attempt's 502 for it, 5 failures).
+port=$(free_port)
+stable=$(free_port)
+mirror_servers=''
+mirror_pids=()
+for _ in 1 2 3; do
+  p=$(free_port)
+  tcp_server "$p" '    c.recv(65536)
+    __import__("time").sleep(0.1)
+    c.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    c.close()'
+  mirror_pids+=("$tcp_server_pid")
+  mirror_servers+="server 127.0.0.1:$p max_fails=0; "
+done
+for gate in mira mirb; do gate_document "$gate" 100; done
+serve "$(cat <<CONF
+    promotion_gate mira mira.json;
+    promotion_gate mirb mirb.json;
+    upstream mir { hash \$promotion_gate_mira; $mirror_servers }
+    upstream mirb_canary { server 127.0.0.1:$stable; }
+    upstream mirb_stable { server 127.0.0.1:$stable; }
+    log_format mirrored '\$uri \$status \$upstream_status';
+    server { listen 127.0.0.1:$stable; access_log off; return 200 "stable\n"; }
+    server {
+        listen 127.0.0.1:$port;
+        access_log off;
+        location /mir {
+            access_log logs/mirrored.log mirrored;
+            mirror /mirror;
+            proxy_next_upstream error http_502;
+            proxy_pass http://mir;
+        }
+        location = /mirror { internal; proxy_pass http://mirb_\$promotion_gate_mirb; }
+        location = /metrics { access_log off; promotion_gate_metrics; }
+    }
+CONF
+)"
+for _ in 1 2 3 4 5; do curl -s -o /dev/null "http://127.0.0.1:$port/mir"; done
+sleep 0.2 # the last request's log phase
+mirrored=$(sort "$tmp/logs/mirrored.log" | uniq -c | sed 's/^ *//' | tr '\n' ';')
+echo "/mir: by uri, status and upstream statuses: $mirrored"
+mirror_windows=$(for gate in mira mirb; do
+  printf '%s\n' "$gate: $(body_window "$gate" requests) recorded, $(body_window "$gate" errors) errors"
+done)
+echo "$mirror_windows"
+stop_serving
+for tcp_server_pid in "${mirror_pids[@]}"; do stop_tcp_server; done
+[ "$mirrored" = "5 /mir 502 502, 502, 502;" ] ||
+  { echo "FAIL: expected three 502 attempts for each /mir request" >&2; exit 1; }
+[ "$mirror_windows" = "mira: 0 recorded, 0 errors
+mirb: 0 recorded, 0 errors" ] || { echo "FAIL: expected nothing recorded by mira (a balancer's read) nor mirb (read by a mirror while mir's attempts went on)" >&2; exit 1; }
+
 echo "== a gate read by if reaches its version through an error page, one read by proxy_pass does not, one read after a balancer's does"
 # Routing by `if ($promotion_gate_e418 = canary) { return 418; }` with `error_page 418 =
 # @canary` (the idiom nginx's "if is evil" page gives): the gate chose no upstream object, and
