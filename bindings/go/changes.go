@@ -99,8 +99,9 @@ func (g *Gate) ChangeCount() (uint64, error) {
 // changed, and ChangeCount moves. Asks made before that read begins are merged into one.
 // asked is false when the gate has no store.
 func (g *Gate) SyncNow() (asked bool, err error) {
-	return g.readBool("pgate_sync_now", func(p *C.pgate_gate, out *C.bool) C.pgate_status {
-		return C.pgate_sync_now(p, out)
+	return g.readBool("pgate_sync_now", func(p *C.pgate_gate) (answer C.bool, st C.pgate_status) {
+		st = C.pgate_sync_now(p, &answer)
+		return answer, st
 	})
 }
 

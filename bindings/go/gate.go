@@ -293,19 +293,20 @@ func (g *Gate) Name() (string, error) {
 // ChangeCount: a host that keeps the names reads them again when the count moved, as
 // canaryproxy does.
 func (g *Gate) OverrideNames() (header, cookie string, err error) {
-	var h, c [C.PGATE_NAME_CAPACITY]C.char // always large enough
+	var h, c [C.PGATE_NAME_CAPACITY]byte // always large enough; on the stack (no C.GoStringN)
 	var hn, cn C.size_t
 	p, held := g.acquire()
 	if p == nil {
 		return "", "", errClosed
 	}
-	st := C.pgate_override_names(p, &h[0], C.size_t(len(h)), &hn, &c[0], C.size_t(len(c)), &cn)
+	st := C.pgate_override_names(p, (*C.char)(unsafe.Pointer(&h[0])), C.size_t(len(h)), &hn,
+		(*C.char)(unsafe.Pointer(&c[0])), C.size_t(len(c)), &cn)
 	held.release()
 	runtime.KeepAlive(g)
 	if st != C.PGATE_STATUS_OK {
 		return "", "", statusError("pgate_override_names", st)
 	}
-	return C.GoStringN(&h[0], C.int(hn)), C.GoStringN(&c[0], C.int(cn)), nil
+	return string(h[:hn]), string(c[:cn]), nil
 }
 
 // RollbackHistory returns the rollback events, oldest first.
@@ -382,14 +383,15 @@ func cBuffer(call func(*C.char, C.size_t, *C.size_t) (C.pgate_status, error)) fu
 	}
 }
 
-// readBool runs a C call that writes one bool about the gate.
-func (g *Gate) readBool(op string, call func(*C.pgate_gate, *C.bool) C.pgate_status) (bool, error) {
+// readBool runs a C call that writes one bool about the gate. call declares the bool it
+// passes to the C function, which keeps it on the stack: a pointer passed to call, a function
+// value, would move it to the heap.
+func (g *Gate) readBool(op string, call func(*C.pgate_gate) (C.bool, C.pgate_status)) (bool, error) {
 	p, held := g.acquire()
 	if p == nil {
 		return false, errClosed
 	}
-	var answer C.bool
-	st := call(p, &answer)
+	answer, st := call(p)
 	held.release()
 	runtime.KeepAlive(g)
 	if st != C.PGATE_STATUS_OK {

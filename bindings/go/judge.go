@@ -105,7 +105,7 @@ type Health struct {
 	ProductionP99       time.Duration  // the stable version's p99 latency
 	CanaryCompliance    float64        // share of canary requests that succeeded within the latency target
 	HealthScore         float64        // 1.0 minus the penalties, in 0..=1
-	Recommendation      Recommendation // HEALTHY, MONITOR or ROLLBACK
+	Recommendation      Recommendation // HEALTHY, MONITOR, ROLLBACK or NO_DATA
 	RulesFired          Rules          // the rules that fired
 	SufficientData      bool           // at least min_samples canary samples in the window (latencies after the stage's warm-up), or the stage shows the canary not worse
 	Evidence            string         // the judge's evidence line: samples, rates, p99s, findings
@@ -134,7 +134,15 @@ func (g *Gate) health(judge bool) (Health, error) {
 		op = "pgate_monitor_health"
 	}
 	var buf [evidenceCapacity]byte
-	h, n, st, err := healthCall(g, buf[:], judge)
+	var h Health
+	var n int
+	var st Status
+	var err error
+	if healthStub == nil {
+		h, n, st, err = g.callHealth(buf[:], judge) // a direct call: buf stays on the stack
+	} else {
+		h, n, st, err = stubbedHealth(g, buf[:], judge)
+	}
 	switch {
 	case err != nil:
 		return Health{}, err
@@ -156,9 +164,19 @@ func evidenceTooLong(op string, n int) error {
 			"a library newer than this binding?", op, n, evidenceCapacity)}
 }
 
-// healthCall is callHealth: a variable, so that a test can stand in for the library (the
-// library never asks for more than the buffer it is given).
-var healthCall = (*Gate).callHealth
+// healthStub, when a test sets it, stands in for callHealth (the library never asks for more
+// than the buffer it is given). nil outside tests, so that health calls callHealth directly:
+// a buffer passed to a function variable would escape to the heap on every call.
+var healthStub func(g *Gate, buf []byte, judge bool) (Health, int, Status, error)
+
+// stubbedHealth calls healthStub with a heap buffer of buf's length and copies what it wrote
+// into buf, which therefore never reaches the function variable and stays on health's stack.
+func stubbedHealth(g *Gate, buf []byte, judge bool) (Health, int, Status, error) {
+	heap := make([]byte, len(buf))
+	h, n, st, err := healthStub(g, heap, judge)
+	copy(buf, heap)
+	return h, n, st, err
+}
 
 // callHealth makes one pgate_monitor_health (judge) or pgate_read_health call with the
 // evidence buffer buf.
@@ -208,7 +226,8 @@ func nanos(ns C.uint64_t) time.Duration {
 // compliance at or above slo_threshold and no rule fired (false with too little data). Like
 // MonitorHealth, it may roll a failing canary back.
 func (g *Gate) CheckSLO() (bool, error) {
-	return g.readBool("pgate_check_slo", func(p *C.pgate_gate, out *C.bool) C.pgate_status {
-		return C.pgate_check_slo(p, out)
+	return g.readBool("pgate_check_slo", func(p *C.pgate_gate) (answer C.bool, st C.pgate_status) {
+		st = C.pgate_check_slo(p, &answer)
+		return answer, st
 	})
 }

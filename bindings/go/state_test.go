@@ -149,9 +149,9 @@ func TestTheEvidenceBufferIsTheHeadersCapacity(t *testing.T) {
 		t.Fatalf("evidenceCapacity %d", evidenceCapacity)
 	}
 	// A library that asks for 5000 bytes is called once, and its answer refused.
-	defer func(library func(*Gate, []byte, bool) (Health, int, Status, error)) { healthCall = library }(healthCall)
+	defer func() { healthStub = nil }()
 	calls := 0
-	healthCall = func(_ *Gate, buf []byte, judge bool) (Health, int, Status, error) {
+	healthStub = func(_ *Gate, buf []byte, judge bool) (Health, int, Status, error) {
 		calls++
 		if len(buf) != evidenceCapacity || !judge {
 			t.Errorf("a buffer of %d bytes, judge %v", len(buf), judge)
@@ -166,5 +166,55 @@ func TestTheEvidenceBufferIsTheHeadersCapacity(t *testing.T) {
 	}
 	if !strings.Contains(pe.Message, "pgate_monitor_health: an evidence line of 5000 bytes, longer than PGATE_EVIDENCE_CAPACITY (4096 bytes)") {
 		t.Fatalf("message %q", pe.Message)
+	}
+}
+
+// TestOutputsStayOnTheStack: the calls that read an answer into memory the binding declares
+// keep it on the goroutine's stack (the C calls are declared noescape), so they allocate
+// only the strings they return. ReadHealth and MonitorHealth read the evidence into 4 KiB on
+// the stack and allocate the Evidence string alone (the buffer, passed through a function
+// variable, escaped: 4 KiB more per call); CheckSLO, SyncNow and FleetJudging allocate
+// nothing (their bool, written through a function value's parameter, escaped); OverrideNames
+// allocates its two names (its buffers, read by C.GoStringN, escaped).
+func TestOutputsStayOnTheStack(t *testing.T) {
+	if debugGC {
+		t.Skip("the GC hammer of -tags pgatedebug makes allocation counts meaningless")
+	}
+	g := newGate(t, `{"environment": {"canary": {"traffic_percent": 25}},
+		"overrides": {"header": "X-Canary", "cookie": "pgate_version"}}`, "")
+	var failed error
+	check := func(err error) {
+		if err != nil && failed == nil {
+			failed = err
+		}
+	}
+	var evidence, header, cookie string
+	var answer bool
+	for _, c := range []struct {
+		name string
+		call func()
+		want float64
+	}{
+		{"ReadHealth", func() { h, err := g.ReadHealth(); evidence = h.Evidence; check(err) }, 1},
+		{"MonitorHealth", func() { h, err := g.MonitorHealth(); evidence = h.Evidence; check(err) }, 1},
+		{"CheckSLO", func() { var err error; answer, err = g.CheckSLO(); check(err) }, 0},
+		{"SyncNow", func() { var err error; answer, err = g.SyncNow(); check(err) }, 0},
+		{"FleetJudging", func() { var err error; answer, err = g.FleetJudging(); check(err) }, 0},
+		{"OverrideNames", func() { var err error; header, cookie, err = g.OverrideNames(); check(err) }, 2},
+	} {
+		evidence = ""
+		allocs := testing.AllocsPerRun(100, c.call)
+		if failed != nil {
+			t.Fatalf("%s: %v", c.name, failed)
+		}
+		if allocs != c.want {
+			t.Errorf("%s: %v allocations per call, want %v", c.name, allocs, c.want)
+		}
+		if c.want == 1 && evidence == "" {
+			t.Errorf("%s: no evidence", c.name)
+		}
+	}
+	if answer || header != "X-Canary" || cookie != "pgate_version" {
+		t.Fatalf("FleetJudging %v (no store), names %q, %q", answer, header, cookie)
 	}
 }

@@ -181,8 +181,9 @@ func (s *EtcdStore) UnmarshalJSON(data []byte) error {
 // the answer never changes. A host that pools its processes' outcomes itself refuses a gate
 // that answers true: every outcome would be counted once per process.
 func (g *Gate) FleetJudging() (bool, error) {
-	return g.readBool("pgate_fleet_judging", func(p *C.pgate_gate, out *C.bool) C.pgate_status {
-		return C.pgate_fleet_judging(p, out)
+	return g.readBool("pgate_fleet_judging", func(p *C.pgate_gate) (answer C.bool, st C.pgate_status) {
+		st = C.pgate_fleet_judging(p, &answer)
+		return answer, st
 	})
 }
 
