@@ -15,6 +15,8 @@ import "C"
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"log"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -153,12 +155,19 @@ func parseChanges(doc string) ([]Change, error) {
 // Go for a change: a goroutine reads the change counter every `every` (one atomic load in
 // the library, no lock) and, when it moved, the changes.
 //
-// The channel is closed when ctx is done, or when the gate is closed or garbage collected
-// (at once, also while the goroutine waits for the reader): changes not yet delivered then
-// are dropped. The goroutine holds no reference to the Gate, so a Gate dropped without Close
-// is still collected and freed, and the goroutine ends with it. A closed gate, or an every
-// that is not positive (which time.NewTicker would refuse by a panic), gives a channel that
-// is already closed.
+// The channel is closed when ctx is done, or when the gate is closed or garbage collected,
+// and then only (at once, also while the goroutine waits for the reader): changes not yet
+// delivered then are dropped, and none is sent once the goroutine sees either (it looks
+// before each send). The goroutine holds no reference to the Gate, so a Gate dropped without
+// Close is still collected and freed, and the goroutine ends with it. A closed gate, or an
+// every that is not positive (which time.NewTicker would refuse by a panic), gives a channel
+// that is already closed.
+//
+// A read of the changes that fails otherwise (an ErrInvalidJSON from a library newer than
+// this binding, say) does not close the channel: the goroutine logs the error with the
+// standard log package, once for a run of failures, and reads again at each look; the
+// changes it could not read are still kept by the gate (the last 64), and are delivered once
+// a read succeeds.
 //
 // A slow reader: the goroutine waits for the reader to take each change (it never drops one
 // it has read while the gate lives), while the gate keeps only its last 64 changes. A reader
@@ -175,11 +184,12 @@ func (g *Gate) Changes(ctx context.Context, every time.Duration) <-chan Change {
 		return out
 	}
 	gate, done, ticker := weak.Make(g), g.done, time.NewTicker(every)
+	read := func(seen uint64) ([]Change, error) { return changesAfter(gate, seen) }
 	delivering.Add(1)
 	go func() {
 		defer delivering.Add(-1)
 		defer ticker.Stop()
-		deliver(ctx, gate, done, ticker.C, seen, out)
+		deliver(ctx, read, done, ticker.C, seen, out)
 	}()
 	return out
 }
@@ -187,11 +197,17 @@ func (g *Gate) Changes(ctx context.Context, every time.Duration) <-chan Change {
 // delivering counts the goroutines of Changes running (tests read it).
 var delivering atomic.Int64
 
-// deliver sends the changes numbered above seen on out, looking at each tick, until ctx is
-// done or the gate is closed or collected (done); then it closes out. It holds the gate only
-// while it reads the changes, never while it waits.
-func deliver(ctx context.Context, gate weak.Pointer[Gate], done <-chan struct{}, tick <-chan time.Time, seen uint64, out chan<- Change) {
+// deliver sends the changes numbered above seen on out, reading them (read, which holds the
+// gate only while it reads, never while deliver waits) at each tick, until ctx is done or the
+// gate is closed or collected (done, or read's ErrClosed); then it closes out. Once ctx is
+// done or the gate closed, no change is sent: each send is preceded by a look at both, since
+// a select on a send and on them would pick at random among those ready. A read that fails
+// otherwise (ErrInvalidJSON from a library newer than the binding, say) is logged, the first
+// of a run of failures alone, and made again at the next tick: the changes it missed are
+// still kept by the gate, and seen did not move.
+func deliver(ctx context.Context, read func(seen uint64) ([]Change, error), done <-chan struct{}, tick <-chan time.Time, seen uint64, out chan<- Change) {
 	defer close(out)
+	failing := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -200,20 +216,45 @@ func deliver(ctx context.Context, gate weak.Pointer[Gate], done <-chan struct{},
 			return
 		case <-tick:
 		}
-		changes, err := changesAfter(gate, seen)
-		if err != nil {
+		changes, err := read(seen)
+		switch {
+		case errors.Is(err, ErrClosed):
 			return // closed or collected
+		case err != nil:
+			if !failing {
+				log.Printf("%v; Changes reads them again at each look until a read succeeds", err)
+			}
+			failing = true
+			continue
 		}
+		failing = false
 		for _, c := range changes {
-			select {
-			case out <- c:
-				seen = c.Sequence
-			case <-ctx.Done():
-				return
-			case <-done:
+			if stopped(ctx, done) {
 				return
 			}
+			sent := false
+			select {
+			case out <- c:
+				seen, sent = c.Sequence, true
+			case <-ctx.Done():
+			case <-done:
+			}
+			if !sent {
+				return // ctx done or the gate closed while the reader did not take c
+			}
 		}
+	}
+}
+
+// stopped reports, without waiting, whether ctx is done or done closed.
+func stopped(ctx context.Context, done <-chan struct{}) bool {
+	select {
+	case <-ctx.Done():
+		return true
+	case <-done:
+		return true
+	default:
+		return false
 	}
 }
 

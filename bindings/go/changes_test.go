@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -123,7 +125,7 @@ func TestASlowReaderSeesTheGapInSequence(t *testing.T) {
 	out := make(chan Change)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go deliver(ctx, weak.Make(g), g.done, tick, 0, out)
+	go deliver(ctx, gateReader(g), g.done, tick, 0, out)
 	for i := range 50 {
 		ok(t, g.EnableFeature(fmt.Sprint("f", i)))
 		ok(t, g.DisableFeature(fmt.Sprint("f", i)))
@@ -146,6 +148,97 @@ func TestASlowReaderSeesTheGapInSequence(t *testing.T) {
 	tick <- time.Now()
 	if c := next(t, out); c.Sequence != 101 || !slices.Equal(c.FlagsEnabled, []string{"late"}) {
 		t.Fatalf("late change %+v", c)
+	}
+}
+
+// gateReader reads g's changes as the goroutine of Changes does, through a weak pointer.
+func gateReader(g *Gate) func(uint64) ([]Change, error) {
+	gate := weak.Make(g)
+	return func(seen uint64) ([]Change, error) { return changesAfter(gate, seen) }
+}
+
+// TestAFailedReadOfTheChangesIsMadeAgain: a read of the changes that fails otherwise than
+// by ErrClosed (ErrInvalidJSON from a library newer than the binding) neither closes the
+// channel, which a reader would take for Close or ctx, nor loses the change: the read is
+// made again at the next look, and the first failure of a run alone is logged.
+func TestAFailedReadOfTheChangesIsMadeAgain(t *testing.T) {
+	var logged strings.Builder
+	defer func(w io.Writer, flags int) { log.SetOutput(w); log.SetFlags(flags) }(log.Writer(), log.Flags())
+	log.SetOutput(&logged)
+	log.SetFlags(0)
+	reads := 0
+	read := func(seen uint64) ([]Change, error) {
+		reads++
+		if reads <= 2 {
+			return nil, &Error{Status: StatusInvalidJSON, Message: "changes: unexpected end of JSON input"}
+		}
+		return []Change{{Sequence: seen + 1, Kind: ChangeFlags}}, nil
+	}
+	tick := make(chan time.Time)
+	out := make(chan Change)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go deliver(ctx, read, make(chan struct{}), tick, 7, out)
+	look := func() {
+		t.Helper()
+		select {
+		case tick <- time.Now():
+		case c, open := <-out:
+			if !open {
+				t.Fatal("the channel closed at a failed read")
+			}
+			t.Fatalf("change %+v before its look", c)
+		}
+	}
+	look() // fails
+	look() // fails again: not logged again
+	look()
+	if c := next(t, out); c.Sequence != 8 || c.Kind != ChangeFlags {
+		t.Fatalf("change %+v", c)
+	}
+	want := "promotiongates: changes: unexpected end of JSON input (PGATE_STATUS_INVALID_JSON); Changes reads them again at each look until a read succeeds\n"
+	if logged.String() != want {
+		t.Fatalf("logged %q, want %q", logged.String(), want)
+	}
+	cancel()
+	if _, open := <-out; open {
+		t.Fatal("a change delivered after ctx was done")
+	}
+}
+
+// TestNoChangeIsSentOnceTheContextIsDoneOrTheGateClosed: of a batch of 10 changes, a reader
+// that took one and then cancels ctx (or closes the gate) receives no other: the channel is
+// closed. The goroutine looks at both before each send (a select on the send and on them
+// would pick one at random when both are ready: about half the rounds failed).
+func TestNoChangeIsSentOnceTheContextIsDoneOrTheGateClosed(t *testing.T) {
+	read := func(seen uint64) ([]Change, error) {
+		batch := make([]Change, 10)
+		for i := range batch {
+			batch[i].Sequence = seen + 1 + uint64(i)
+		}
+		return batch, nil
+	}
+	for round := range 20 {
+		tick := make(chan time.Time)
+		out := make(chan Change)
+		done := make(chan struct{})
+		ctx, cancel := context.WithCancel(context.Background())
+		go deliver(ctx, read, done, tick, 0, out)
+		tick <- time.Now()
+		if c := next(t, out); c.Sequence != 1 {
+			t.Fatalf("round %d: first change %+v", round, c)
+		}
+		stop := "ctx was done"
+		if round%2 == 0 {
+			cancel()
+		} else {
+			close(done)
+			stop = "the gate was closed"
+		}
+		if c, open := <-out; open {
+			t.Fatalf("round %d: change %d delivered after %s", round, c.Sequence, stop)
+		}
+		cancel()
 	}
 }
 
