@@ -194,8 +194,9 @@ func (g *Gate) Changes(ctx context.Context, every time.Duration) <-chan Change {
 	return out
 }
 
-// delivering counts the goroutines of Changes running (tests read it).
-var delivering atomic.Int64
+// delivering counts the goroutines of Changes running, and sending those of them at a send,
+// waiting for their reader (tests read both).
+var delivering, sending atomic.Int64
 
 // deliver sends the changes numbered above seen on out, reading them (read, which holds the
 // gate only while it reads, never while deliver waits) at each tick, until ctx is done or the
@@ -233,12 +234,14 @@ func deliver(ctx context.Context, read func(seen uint64) ([]Change, error), done
 				return
 			}
 			sent := false
+			sending.Add(1)
 			select {
 			case out <- c:
 				seen, sent = c.Sequence, true
 			case <-ctx.Done():
 			case <-done:
 			}
+			sending.Add(-1)
 			if !sent {
 				return // ctx done or the gate closed while the reader did not take c
 			}

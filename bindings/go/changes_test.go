@@ -256,8 +256,10 @@ func TestChangesKeepsNoGateAlive(t *testing.T) {
 }
 
 // subscribeAndDrop makes n gates, subscribes to the changes of each with context.Background(),
-// makes a change no one reads, checks that n goroutines of Changes run (all the gates held:
-// none ended meanwhile), and drops the gates without closing them.
+// makes a change no one reads, waits until the n goroutines of Changes have read it and wait
+// at its send for a reader (sending: a fixed sleep let a slow host drop the gates before),
+// checks that n goroutines of Changes run (all the gates held: none ended meanwhile), and
+// drops the gates without closing them.
 func subscribeAndDrop(t *testing.T, n int) {
 	gates := make([]*Gate, n)
 	for i := range gates {
@@ -267,7 +269,9 @@ func subscribeAndDrop(t *testing.T, n int) {
 		ok(t, g.EnableFeature("dark_mode"))
 		gates[i] = g
 	}
-	time.Sleep(5 * time.Millisecond) // the goroutines read the change and wait for a reader
+	if !soon(10*time.Second, func() bool { return sending.Load() == int64(n) }) {
+		t.Fatalf("%d goroutines of Changes at a send, waiting for their reader, of %d", sending.Load(), n)
+	}
 	if running := delivering.Load(); running != int64(n) {
 		t.Fatalf("%d goroutines of Changes running for %d gates", running, n)
 	}
@@ -278,8 +282,12 @@ func subscribeAndDrop(t *testing.T, n int) {
 // earlier test is left, so that the counts a test reads are its own.
 func settle(t *testing.T) {
 	t.Helper()
-	if !soon(10*time.Second, func() bool { runtime.GC(); return liveGates.Load() == 0 && delivering.Load() == 0 }) {
-		t.Fatalf("earlier tests left %d gates and %d goroutines of Changes", liveGates.Load(), delivering.Load())
+	if !soon(10*time.Second, func() bool {
+		runtime.GC()
+		return liveGates.Load() == 0 && delivering.Load() == 0 && sending.Load() == 0
+	}) {
+		t.Fatalf("earlier tests left %d gates and %d goroutines of Changes (%d at a send)",
+			liveGates.Load(), delivering.Load(), sending.Load())
 	}
 }
 
@@ -294,14 +302,17 @@ func soon(d time.Duration, cond func() bool) bool {
 }
 
 // TestCloseEndsAChangesGoroutineWaitingForItsReader: a reader that stops reading does not keep
-// the goroutine once the gate is closed.
+// the goroutine once the gate is closed. The test waits until the goroutine has read the
+// change and waits at its send (sending), not for a fixed time.
 func TestCloseEndsAChangesGoroutineWaitingForItsReader(t *testing.T) {
 	settle(t)
 	g, err := New("", "")
 	ok(t, err)
 	ch := g.Changes(context.Background(), time.Millisecond)
 	ok(t, g.EnableFeature("dark_mode"))
-	time.Sleep(5 * time.Millisecond) // the goroutine reads the change and waits for a reader
+	if !soon(10*time.Second, func() bool { return sending.Load() == 1 }) {
+		t.Fatal("the goroutine of Changes did not reach the send of the change")
+	}
 	if n := delivering.Load(); n != 1 {
 		t.Fatalf("%d goroutines of Changes running, want 1", n)
 	}
