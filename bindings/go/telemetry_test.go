@@ -56,12 +56,16 @@ func TestMetricsPrometheusNamesEachGateAndCountsARollback(t *testing.T) {
 	if _, err := MetricsPrometheus(web, nil); !errors.Is(err, ErrClosed) || err.Error() != "promotiongates: gates[1] is nil (PGATE_STATUS_INVALID_HANDLE)" {
 		t.Fatalf("a nil gate: %v", err)
 	}
+	// The refused calls released every call they counted on web (the gate before the closed
+	// one was acquired first): none is left in flight, for which Close would wait for ever.
+	if !web.guard.idle() {
+		t.Fatal("a refused exposition left a call counted in flight on web")
+	}
 	rec = httptest.NewRecorder()
 	MetricsHandler(api).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if rec.Code != 503 {
 		t.Fatalf("a closed gate served %d", rec.Code)
 	}
-	// web is still usable: the failed call released every lock it took.
 	if _, err := web.MetricsPrometheus(); err != nil {
 		t.Fatal(err)
 	}
@@ -77,6 +81,10 @@ func TestMetricsPrometheusRefusesAGatePassedTwice(t *testing.T) {
 	if pe := wantErr(t, err, ErrInvalidArgument); pe.Message != "gates[0] and gates[2] are the same gate" {
 		t.Fatalf("a gate passed twice: %v", err)
 	}
+	// Refused before any call was counted: none is left in flight.
+	if !api.guard.idle() || !web.guard.idle() {
+		t.Fatal("a refused exposition left a call counted in flight")
+	}
 	names := map[*Gate]string{web: "web", api: "api"}
 	for _, gates := range [][]*Gate{{web, api}, {api, web}} {
 		text, err := MetricsPrometheus(gates...)
@@ -88,10 +96,6 @@ func TestMetricsPrometheusRefusesAGatePassedTwice(t *testing.T) {
 		if first < 0 || second < first {
 			t.Fatalf("series not in the order given:\n%s", text)
 		}
-	}
-	// Still usable: nothing was left locked.
-	if err := api.Close(); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -108,6 +112,12 @@ func TestMetricsPrometheusRefusesTwoGatesOfOneName(t *testing.T) {
 	pe := wantErr(t, err, ErrInvalidArgument)
 	if pe.Message != `gates[2] is named "web", as gates[0] is: their series would repeat` {
 		t.Fatalf("two gates named web: %v", err)
+	}
+	// The library refused the three gates, all acquired: every call counted was released.
+	for i, g := range []*Gate{web, api, twin} {
+		if !g.guard.idle() {
+			t.Fatalf("gates[%d]: the refused exposition left a call counted in flight", i)
+		}
 	}
 	if _, err := MetricsPrometheus(web, api); err != nil {
 		t.Fatal(err)
