@@ -126,8 +126,33 @@ func consistent(d Decision) error {
 }
 
 // TestCloseWhileCallsAreInFlight: Close waits for the calls in flight; every call that starts
-// after it returns ErrClosed; nothing touches freed memory.
+// after it returns ErrClosed; nothing touches freed memory. The rotation takes the hot calls
+// and every kind of read and write besides: the exposition, the histograms, the changes and
+// their count, the state, both health reads, the SLO and its swap, FleetJudging.
 func TestCloseWhileCallsAreInFlight(t *testing.T) {
+	routeAndRecord := func(g *Gate) error {
+		d, err := g.RouteString("user")
+		if err == nil {
+			_, err = g.Record(d, true, time.Millisecond)
+		}
+		return err
+	}
+	rotation := []func(*Gate) error{
+		routeAndRecord, routeAndRecord,
+		func(g *Gate) error { return second(g.RecordByIDString("user", false, time.Millisecond)) },
+		func(g *Gate) error { return second(g.Features(Decision{})) },
+		func(g *Gate) error { return second(g.Health()) },
+		func(g *Gate) error { return second(g.Config()) },
+		func(g *Gate) error { return second(g.MetricsPrometheus()) },
+		func(g *Gate) error { return second(g.LatencyHistograms()) },
+		func(g *Gate) error { return second(g.ChangesSince(0)) },
+		func(g *Gate) error { return second(g.ChangeCount()) },
+		func(g *Gate) error { return second(g.State()) },
+		func(g *Gate) error { return second(g.ReadHealth()) },
+		func(g *Gate) error { return second(g.SLO()) },
+		func(g *Gate) error { return g.SwapSLO("{}") },
+		func(g *Gate) error { return second(g.FleetJudging()) },
+	}
 	for round := range 20 {
 		g, err := New(`{"environment": {"canary": {"traffic_percent": 50}}, "feature_flags": ["a"]}`, "")
 		ok(t, err)
@@ -139,22 +164,7 @@ func TestCloseWhileCallsAreInFlight(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for i := 0; ; i++ {
-					var err error
-					switch (w + i) % 6 {
-					case 0, 1:
-						var d Decision
-						if d, err = g.RouteString("user"); err == nil {
-							_, err = g.Record(d, true, time.Millisecond)
-						}
-					case 2:
-						_, err = g.RecordByIDString("user", false, time.Millisecond)
-					case 3:
-						_, err = g.Features(Decision{})
-					case 4:
-						_, err = g.Health()
-					case 5:
-						_, err = g.Config()
-					}
+					err := rotation[(w+i)%len(rotation)](g)
 					if errors.Is(err, ErrClosed) {
 						return
 					}
