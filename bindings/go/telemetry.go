@@ -211,15 +211,24 @@ type LatencyHistograms struct {
 
 // LatencyHistograms returns each cohort's latency histogram of the judged window. It judges
 // nothing (as after ReadHealth, an evaluation the record path asked for meanwhile is made after
-// the read, and may roll back).
+// the read, and may roll back). A document the binding cannot read (from a library newer than
+// it) is an ErrInvalidJSON, as ChangesSince refuses one.
 func (g *Gate) LatencyHistograms() (LatencyHistograms, error) {
-	var h LatencyHistograms
 	doc, err := g.readJSON("pgate_latency_histograms_json", func(p *C.pgate_gate, buf *C.char, n C.size_t, out *C.size_t) C.pgate_status {
 		return C.pgate_latency_histograms_json(p, buf, n, out)
 	})
 	if err != nil {
-		return h, err
+		return LatencyHistograms{}, err
 	}
-	err = json.Unmarshal([]byte(doc), &h)
-	return h, err
+	return parseHistograms(doc)
+}
+
+// parseHistograms decodes the JSON object of pgate_latency_histograms_json; a document it
+// cannot read is an ErrInvalidJSON naming what it read, as parseChanges refuses one.
+func parseHistograms(doc string) (LatencyHistograms, error) {
+	var h LatencyHistograms
+	if err := json.Unmarshal([]byte(doc), &h); err != nil {
+		return LatencyHistograms{}, &Error{Status: StatusInvalidJSON, Message: "latency histograms: " + err.Error()}
+	}
+	return h, nil
 }

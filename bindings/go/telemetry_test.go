@@ -300,3 +300,18 @@ func TestLatencyHistogramsHoldWhatWasRecorded(t *testing.T) {
 		t.Fatalf("canary %d + stable %d samples, want %d", canary, stable, n)
 	}
 }
+
+// A histograms document the binding cannot read (a library newer than it, a field of another
+// type) is an ErrInvalidJSON naming what failed, as a changes document is, not a bare
+// encoding/json error that errors.Is(err, ErrInvalidJSON) misses.
+func TestLatencyHistogramsRefuseADocumentTheyCannotRead(t *testing.T) {
+	for doc, want := range map[string]string{
+		`{"encoding": 5}`: "latency histograms: json: cannot unmarshal number into Go struct field LatencyHistograms.encoding of type string",
+		`{"canary": "`:    "latency histograms: unexpected end of JSON input",
+	} {
+		h, err := parseHistograms(doc)
+		if pe := wantErr(t, err, ErrInvalidJSON); pe.Message != want || h != (LatencyHistograms{}) {
+			t.Errorf("%s: %q, %+v; want %q", doc, pe.Message, h, want)
+		}
+	}
+}
