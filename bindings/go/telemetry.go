@@ -90,16 +90,8 @@ func MetricsPrometheusCounted(counts []OutcomeCounts, gates ...*Gate) (string, e
 // exposition is the exposition of the gates, with counts (one per gate) in place of their
 // own outcome counters, or their own (nil); op names the C call in errors.
 func exposition(gates []*Gate, counts []C.pgate_outcome_counts, op string) (string, error) {
-	first := make(map[*Gate]int, len(gates)) // each gate's first position
-	for i, g := range gates {
-		if g == nil {
-			continue // closed: refused below
-		}
-		if j, seen := first[g]; seen {
-			return "", &Error{Status: StatusInvalidArgument, Message: fmt.Sprintf(
-				"gates[%d] and gates[%d] are the same gate", j, i)}
-		}
-		first[g] = i
+	if err := sameGate(gates); err != nil {
+		return "", err
 	}
 	buf := make([]byte, 16384)
 	handles := make([]*C.pgate_gate, len(gates))
@@ -156,20 +148,46 @@ func closedAt(gates []*Gate, i int) error {
 	return &Error{Status: StatusInvalidHandle, Message: fmt.Sprintf("gates[%d] is %s", i, what)}
 }
 
-// sameNames explains the library's refusal st of gates of one name by their positions, as
-// every binding words it; the bare status when no two names are the same.
-func sameNames(gates []*Gate, st C.pgate_status, op string) error {
+// sameGate refuses a gate passed twice (its series would repeat), naming both positions; nil
+// gates are passed over (the exposition refuses them).
+func sameGate(gates []*Gate) error {
+	first := make(map[*Gate]int, len(gates)) // each gate's first position
+	for i, g := range gates {
+		if g == nil {
+			continue
+		}
+		if j, seen := first[g]; seen {
+			return &Error{Status: StatusInvalidArgument, Message: fmt.Sprintf(
+				"gates[%d] and gates[%d] are the same gate", j, i)}
+		}
+		first[g] = i
+	}
+	return nil
+}
+
+// sameName refuses two gates of one name (their series would repeat) by their positions, as
+// every binding words it; gates whose name cannot be read (nil or closed) are passed over.
+func sameName(gates []*Gate) error {
 	first := make(map[string]int, len(gates))
 	for i, g := range gates {
 		name, err := g.Name()
 		if err != nil {
-			break
+			continue
 		}
 		if j, seen := first[name]; seen {
 			return &Error{Status: StatusInvalidArgument, Message: fmt.Sprintf(
 				"gates[%d] is named %q, as gates[%d] is: their series would repeat", i, name, j)}
 		}
 		first[name] = i
+	}
+	return nil
+}
+
+// sameNames explains the library's refusal st of gates of one name by their positions; the
+// bare status when no two names are the same.
+func sameNames(gates []*Gate, st C.pgate_status, op string) error {
+	if err := sameName(gates); err != nil {
+		return err
 	}
 	return statusError(op, st)
 }
@@ -184,9 +202,23 @@ func (g *Gate) MetricsPrometheusCounted(counts OutcomeCounts) (string, error) {
 	return MetricsPrometheusCounted([]OutcomeCounts{counts}, g)
 }
 
-// MetricsHandler serves the gates' Prometheus exposition (mount it at /metrics). A closed
-// gate makes it answer 503 Service Unavailable.
+// MetricsHandler serves the gates' Prometheus exposition (mount it at /metrics). A nil or
+// closed gate makes it answer 503 Service Unavailable. A gate passed twice, or two gates of
+// one name, is a mistake no later request can mend (a gate's name never changes: a config
+// swap that renames it is refused): the handler finds it once, when it is built, and then
+// answers every request 500 Internal Server Error with the refusal, which names both
+// positions. A host that would rather not start so calls MetricsPrometheus(gates...) once at
+// startup and stops on its error (it refuses the same gates, and a nil or closed one).
 func MetricsHandler(gates ...*Gate) http.Handler {
+	err := sameGate(gates)
+	if err == nil {
+		err = sameName(gates)
+	}
+	if err != nil {
+		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		})
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		text, err := MetricsPrometheus(gates...)
 		if err != nil {

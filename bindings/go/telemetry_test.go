@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
@@ -85,6 +86,9 @@ func TestMetricsPrometheusRefusesAGatePassedTwice(t *testing.T) {
 	if !api.guard.idle() || !web.guard.idle() {
 		t.Fatal("a refused exposition left a call counted in flight")
 	}
+	// A handler of such gates finds it when it is built and answers 500 (no request mends
+	// it), not 503.
+	serveRefusal(t, MetricsHandler(api, web, api), "gates[0] and gates[2] are the same gate")
 	names := map[*Gate]string{web: "web", api: "api"}
 	for _, gates := range [][]*Gate{{web, api}, {api, web}} {
 		text, err := MetricsPrometheus(gates...)
@@ -119,8 +123,20 @@ func TestMetricsPrometheusRefusesTwoGatesOfOneName(t *testing.T) {
 			t.Fatalf("gates[%d]: the refused exposition left a call counted in flight", i)
 		}
 	}
+	serveRefusal(t, MetricsHandler(web, api, twin), `gates[2] is named "web", as gates[0] is: their series would repeat`)
 	if _, err := MetricsPrometheus(web, api); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// serveRefusal checks that h answers a scrape 500 Internal Server Error, its body the refusal
+// want names.
+func serveRefusal(t *testing.T, h http.Handler, want string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if body := rec.Body.String(); rec.Code != 500 || !strings.Contains(body, want) {
+		t.Fatalf("served %d %q, want 500 and %q", rec.Code, body, want)
 	}
 }
 
