@@ -64,9 +64,9 @@ typedef struct {
     /* 1 + the index of the gate whose key is being read (0: none), see
      * ngx_http_pgate_key_reads_gate */
     ngx_uint_t                   keying;
-    /* a granted upgrade's 101 went out to the client, and was recorded then
-     * (ngx_http_pgate_header_filter) */
-    unsigned                     upgrade_recorded:1;
+    /* the routed upstream's 101 went out to the client, and was recorded then, a granted
+     * upgrade or a failure (ngx_http_pgate_header_filter) */
+    unsigned                     switch_recorded:1;
 } ngx_http_pgate_ctx_t;
 
 
@@ -1170,7 +1170,7 @@ ngx_http_pgate_routed_state(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx)
 
 /*
  * Records the request's outcome in every gate that routed it before its upstream started
- * (the log phase's, and a granted upgrade's as its 101 goes out).
+ * (the log phase's, and a 101's as it goes out).
  */
 static void
 ngx_http_pgate_record_routes(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx,
@@ -1218,41 +1218,169 @@ static ngx_http_output_header_filter_pt  ngx_http_pgate_next_header_filter;
 
 
 /*
- * Records a granted upgrade: the routed upstream's 101 (a WebSocket's) that nginx switches to
- * (u->upgrade: the client asked to upgrade), its header processed and now sent on to the
- * client, as a success timed to this moment, at once. The log phase comes only once the
- * upgraded connection ends (minutes or hours later: the window would see its refusals and not
- * its grants meanwhile, and a grant outliving its stage would come late), and the peer is
- * released then too. The routed upstream is the one whose peer the module wrapped (its data
- * is the context), or, for a name resolved at run time, the one whose attempt is the routed
- * state (timed by nginx's header_time, set before the header is sent, in milliseconds).
+ * The protocol a request or a 101 upgrades to, read as Go's ReverseProxy reads it
+ * (net/http/httputil's upgradeType), so that the module and the Go middleware judge a 101 by
+ * one rule: the value of the first Upgrade header when a Connection header lists the token
+ * "upgrade" (case-insensitively, among its comma-separated tokens, spaces and tabs around
+ * each ignored); none (an empty string) otherwise. A header removed from the list (its hash
+ * 0) is not read.
+ */
+static ngx_str_t
+ngx_http_pgate_upgrade_type(ngx_list_t *headers)
+{
+    u_char           *p, *end, *next, *token, *last;
+    ngx_str_t         type;
+    ngx_uint_t        i, listed, found;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    ngx_str_null(&type);
+    listed = 0;
+    found = 0;
+
+    for (part = &headers->part; part != NULL; part = part->next) {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+            if (h[i].hash == 0) {
+                continue;
+            }
+
+            if (!found && h[i].key.len == sizeof("Upgrade") - 1
+                && ngx_strncasecmp(h[i].key.data, (u_char *) "Upgrade", sizeof("Upgrade") - 1)
+                   == 0)
+            {
+                type = h[i].value;
+                found = 1;
+                continue;
+            }
+
+            if (listed || h[i].key.len != sizeof("Connection") - 1
+                || ngx_strncasecmp(h[i].key.data, (u_char *) "Connection",
+                                   sizeof("Connection") - 1) != 0)
+            {
+                continue;
+            }
+
+            p = h[i].value.data;
+            end = p + h[i].value.len;
+
+            /* each comma-separated token, [token, last) once trimmed */
+            for ( ;; ) {
+                for (next = p; next < end && *next != ','; next++) { /* void */ }
+
+                for (token = p; token < next && (*token == ' ' || *token == '\t'); token++) {
+                    /* void */
+                }
+
+                for (last = next; last > token && (last[-1] == ' ' || last[-1] == '\t'); last--)
+                {
+                    /* void */
+                }
+
+                listed = last - token == sizeof("upgrade") - 1
+                         && ngx_strncasecmp(token, (u_char *) "upgrade", sizeof("upgrade") - 1)
+                            == 0;
+
+                if (listed || next == end) {
+                    break;
+                }
+
+                p = next + 1;
+            }
+        }
+    }
+
+    if (!listed) {
+        ngx_str_null(&type);
+    }
+
+    return type;
+}
+
+
+/*
+ * Whether the routed upstream's 101 (r->upstream's, now sent on) grants the upgrade the
+ * request asked for, by the Go middleware's rule (its ReverseProxy's handleUpgradeResponse):
+ * the request asked one (ngx_http_pgate_upgrade_type), and the 101 names the same protocol,
+ * printable ASCII (bytes 0x20 to 0x7e), equal to the request's as a whole value, ASCII
+ * case-insensitively ("WebSocket" grants "websocket"; "h2c", or "websocket" to a request that
+ * asked "websocket, h2c", does not) - and nginx switches to it (u->upgrade: the request has
+ * an Upgrade header; only proxy_pass switches). Any other 101 is one the client cannot use.
+ */
+static ngx_uint_t
+ngx_http_pgate_upgrade_granted(ngx_http_request_t *r)
+{
+    ngx_str_t   asked, answered;
+    ngx_uint_t  i;
+
+    if (!r->upstream->upgrade) {
+        return 0;
+    }
+
+    asked = ngx_http_pgate_upgrade_type(&r->headers_in.headers);
+    answered = ngx_http_pgate_upgrade_type(&r->upstream->headers_in.headers);
+
+    if (asked.len == 0 || answered.len != asked.len) {
+        return 0;
+    }
+
+    for (i = 0; i < answered.len; i++) {
+        if (answered.data[i] < 0x20 || answered.data[i] > 0x7e
+            || ngx_tolower(answered.data[i]) != ngx_tolower(asked.data[i]))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * Records the routed upstream's 101 as it is sent on to the client, at once, timed to this
+ * moment for a wrapped peer, or, for a name resolved at run time, by the header time of the
+ * attempt that is the routed state (nginx's header_time, set before the header is sent, in
+ * milliseconds). The routed upstream is the one whose peer the module wrapped (its data is
+ * the context), or the one whose attempt is the routed state.
+ *
+ * A 101 that grants the upgrade the request asked for (ngx_http_pgate_upgrade_granted: a
+ * WebSocket's) is a success; the log phase comes only once the upgraded connection ends
+ * (minutes or hours later: the window would see its refusals and not its grants meanwhile,
+ * and a grant outliving its stage would come late), and the peer is released then too.
+ * Any other 101 is a failure, as in the Go middleware: one to a request that asked no upgrade
+ * (nginx does not switch, passes it on as an answer and waits for its body until
+ * proxy_read_timeout), one naming another protocol than the one asked (nginx switches to it
+ * all the same), or an invalid one: the upstream answered what the client cannot use.
  */
 static ngx_int_t
 ngx_http_pgate_header_filter(ngx_http_request_t *r)
 {
     uint64_t                    latency_ns;
+    ngx_uint_t                  outcome;
     ngx_http_pgate_ctx_t       *ctx;
 
     if (r->headers_out.status != NGX_HTTP_SWITCHING_PROTOCOLS || r->upstream == NULL
-        || !r->upstream->upgrade || r->upstream->state == NULL || r->upstream_states == NULL)
+        || r->upstream->state == NULL || r->upstream_states == NULL)
     {
         return ngx_http_pgate_next_header_filter(r);
     }
 
     ctx = ngx_http_pgate_get_ctx(r);
-    if (ctx != NULL && !ctx->upgrade_recorded
+    if (ctx != NULL && !ctx->switch_recorded
         && (ctx->original_get != NULL ? r->upstream->peer.data == ctx
                                       : r->upstream->state == ngx_http_pgate_routed_state(r, ctx)))
     {
-        ctx->upgrade_recorded = 1;
+        ctx->switch_recorded = 1;
+        outcome = ngx_http_pgate_upgrade_granted(r) ? PGATE_FLAG_SUCCESS : 0;
 
         if (ctx->original_get != NULL) {
             latency_ns = ngx_http_pgate_now_ns() - ctx->upstream_start_ns;
-            ngx_http_pgate_record_routes(r, ctx, PGATE_FLAG_SUCCESS, latency_ns);
+            ngx_http_pgate_record_routes(r, ctx, outcome, latency_ns);
 
         } else if (r->upstream->state->header_time != (ngx_msec_t) -1) {
             latency_ns = (uint64_t) r->upstream->state->header_time * 1000000;
-            ngx_http_pgate_record_routes(r, ctx, PGATE_FLAG_SUCCESS, latency_ns);
+            ngx_http_pgate_record_routes(r, ctx, outcome, latency_ns);
         }
     }
 
@@ -1290,12 +1418,12 @@ ngx_http_pgate_log_handler(ngx_http_request_t *r)
     }
 
     if (state->status == NGX_HTTP_SWITCHING_PROTOCOLS) {
-        /* an upgrade (a WebSocket) granted was recorded as its 101 went out, as the Go
-         * middleware records it (ngx_http_pgate_header_filter); the upgraded connection's
-         * life is no response time, and how it ends (nginx's 504 when it idles past
-         * proxy_read_timeout) no failure. A 101 never sent on to the client (nginx refused
-         * the rest of its header), or not switched to (a request that asked no upgrade), is
-         * no outcome. */
+        /* a 101 was recorded as it went out, as the Go middleware records it
+         * (ngx_http_pgate_header_filter): a granted upgrade (a WebSocket), whose upgraded
+         * connection's life is no response time, and how it ends (nginx's 504 when it idles
+         * past proxy_read_timeout) no failure; or a failure (unasked, another protocol),
+         * timed to its header, not to the body nginx then awaits. A 101 never sent on to the
+         * client (nginx refused the rest of its header) is no outcome. */
         return NGX_OK;
     }
 

@@ -29,7 +29,8 @@
 # (also in an error page's upstream) and takes nothing from a gate read in its error page's
 # location, that a
 # granted upgrade is a success recorded and timed at its 101 (not the idle connection's life) and a refused
-# one a failure while a 101 to a request that asked no upgrade is no outcome, that a
+# one a failure, as are a 101 to a request that asked no upgrade and one to another protocol
+# than asked (the Go middleware's rule, timed at the 101), that a
 # status location holding an `if` answers and writes each gate's traffic_percent as the
 # library's JSON does, that with master_process off the one process opens its gates and warns
 # of a reload (which nginx does not support in that mode), that an override header with an underscore or a dot
@@ -1748,7 +1749,7 @@ bhash: 0 recorded, 0 errors" ] || { echo "FAIL: expected e418's 3 canary failure
 [ "$balanced" = "5 /bhash 500 502, 502 : 500;5 /bpass 500 502, 502 : 500;5 /bplain 500 502 : 500;5 /bset 500 502, 502 : 500;" ] ||
   { echo "FAIL: expected the refusals, then the error page's canary's 500, for each /b... request" >&2; exit 1; }
 
-echo "== a granted upgrade (a WebSocket) is a success timed at its 101, a refused one a failure, an unasked 101 nothing"
+echo "== a granted upgrade (a WebSocket) is a success timed at its 101, a refused one a failure, an unasked 101 or one to another protocol a failure"
 # The canary grants upgrades (101) and then says nothing, and refuses those to /refuse (503):
 # 9 granted and 1 refused are 10 requests and 1 error (a build recording only the refusals saw
 # a WebSocket canary fail all it was weighed on), recorded as the 101s go out, while the
@@ -1762,30 +1763,39 @@ echo "== a granted upgrade (a WebSocket) is a success timed at its 101, a refuse
 # the module) and through a URL built at run time (gate `wsvar`: peers made on the spot,
 # timed by nginx's header time, in milliseconds). A 101 to a request that asked no upgrade
 # (gate `wsno`: no Upgrade header) is not switched to: nginx passes it on as an answer and
-# reads its body until proxy_read_timeout ends it, and nothing is recorded, neither as the 101
-# goes out nor in the log phase (a build recording any 101 as it went out recorded the 3
-# then; one reading a 101 not switched to in the log phase recorded the 3 once nginx's
-# timeout ended them).
+# reads its body until proxy_read_timeout ends it; it is a failure, recorded as the 101 goes
+# out and timed to it, once (a build recording nothing for it, as the module did before, saw
+# 0 of the 3). A 101 is a grant only of the protocol asked, by the Go middleware's rule (its
+# ReverseProxy's): gate `wsother`'s 3 websocket requests answered `Upgrade: h2c`, which nginx
+# switches to all the same, and 1 with an Upgrade header but no `Connection: upgrade` (which
+# asks none), are failures, and 2 answered `Upgrade: WebSocket` to `Connection: keep-alive,
+# upgrade` successes: 6 requests, 4 errors (the module recorded 6 successes before).
 port=$(free_port)
 socket=$(free_port)
-tcp_server "$socket" '    if b"/refuse" in c.recv(65536):
+tcp_server "$socket" '    request = c.recv(65536)
+    if b"/refuse" in request:
         c.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         c.close()
         continue
-    c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+    upgrade = b"h2c" if b"/h2c/" in request else b"WebSocket" if b"/case/" in request else b"websocket"
+    c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + upgrade + b"\r\n\r\n")
     held.append(c)  # then idle'
 gate_document ws 100
 gate_document wsvar 100
 gate_document wsno 100
+gate_document wsother 100
 serve "$(cat <<CONF
     log_format ws '\$status \$request_time';
     promotion_gate ws ws.json;
     promotion_gate wsvar wsvar.json;
     promotion_gate wsno wsno.json;
+    promotion_gate wsother wsother.json;
     upstream ws_canary { server 127.0.0.1:$socket; }
     upstream ws_stable { server 127.0.0.1:$socket; }
     upstream wsno_canary { server 127.0.0.1:$socket; }
     upstream wsno_stable { server 127.0.0.1:$socket; }
+    upstream wsother_canary { server 127.0.0.1:$socket; }
+    upstream wsother_stable { server 127.0.0.1:$socket; }
     server {
         listen 127.0.0.1:$port;
         access_log logs/ws.log ws;
@@ -1800,6 +1810,10 @@ serve "$(cat <<CONF
             postpone_output 0; # the 101 to the client at once, not with the body that never comes
             proxy_pass http://wsno_\$promotion_gate_wsno;
         }
+        location /other/ {
+            access_log logs/wsother.log ws;
+            proxy_pass http://wsother_\$promotion_gate_wsother;
+        }
         location = /metrics { promotion_gate_metrics; }
     }
 CONF
@@ -1813,9 +1827,13 @@ for n in 1 2 3; do # no upgrade asked: each keeps the first line of its answer, 
   clients+=($!)
   started "$!"
 done
-for path in {,var/}{1,2,3,4,5,6,7,8,9,refuse}; do # each holds its upgraded connection open for 2.5 s, silent
+# <path>[ <Connection header>]: each asks a websocket and holds its connection open for 2.5 s, silent
+for request in {,var/}{1,2,3,4,5,6,7,8,9,refuse}' Connection: Upgrade' other/h2c/{1,2,3}' Connection: Upgrade' \
+  other/case/{1,2}' Connection: keep-alive, upgrade' other/noconn/1; do
+  connection=
+  [ "${request#* }" = "$request" ] || connection="${request#* }"$'\r\n'
   (exec 3<>"/dev/tcp/127.0.0.1/$port" &&
-    printf 'GET /%s HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n' "$path" >&3 &&
+    printf 'GET /%s HTTP/1.1\r\nHost: x\r\n%sUpgrade: websocket\r\n\r\n' "${request%% *}" "$connection" >&3 &&
     sleep 2.5) &
   clients+=($!)
   started "$!"
@@ -1826,15 +1844,20 @@ for _ in $(seq 15); do # within 1.5 s, before nginx's 2 s idle timeout ends a co
   sleep 0.1
   open_metrics=$(curl -fs "http://127.0.0.1:$port/metrics")
   [ "$(canary_requests "$open_metrics" ws) $(canary_requests "$open_metrics" wsvar)" = "10 10" ] &&
+    [ "$(canary_requests "$open_metrics" wsother) $(canary_requests "$open_metrics" wsno)" = "6 3" ] &&
     [ "$(cat "$tmp"/wsno.{1,2,3} 2>/dev/null | grep -c '^HTTP/1.1 101 ')" = 3 ] && break
 done
-echo "while the upgraded connections are open: ws $(canary_requests "$open_metrics" ws), wsvar $(canary_requests "$open_metrics" wsvar), wsno $(canary_requests "$open_metrics" wsno) recorded"
+# canary_errors <exposition> <gate>: the gate's canary window's errors
+canary_errors() { sed -n "s/^promotion_window_errors{gate=\"$2\",cohort=\"canary\"} //p" <<<"$1"; }
+echo "while the upgraded connections are open: ws $(canary_requests "$open_metrics" ws), wsvar $(canary_requests "$open_metrics" wsvar), wsother $(canary_requests "$open_metrics" wsother) ($(canary_errors "$open_metrics" wsother) errors), wsno $(canary_requests "$open_metrics" wsno) ($(canary_errors "$open_metrics" wsno) errors) recorded"
 [ "$(canary_requests "$open_metrics" ws) $(canary_requests "$open_metrics" wsvar)" = "10 10" ] ||
   { echo "FAIL: expected the 10 upgrades of each gate recorded as their 101s went out" >&2; exit 1; }
+[ "$(canary_requests "$open_metrics" wsother) $(canary_errors "$open_metrics" wsother)" = "6 4" ] ||
+  { echo "FAIL: wsother: expected 6 101s recorded as they went out, 4 failures (another protocol, none asked)" >&2; exit 1; }
 [ "$(cat "$tmp"/wsno.{1,2,3} 2>/dev/null | grep -c '^HTTP/1.1 101 ')" = 3 ] ||
   { echo "FAIL: expected nginx to pass the 3 unasked 101s on:" "$(cat "$tmp"/wsno.{1,2,3} 2>/dev/null)" >&2; exit 1; }
-[ "$(canary_requests "$open_metrics" wsno)" = 0 ] ||
-  { echo "FAIL: wsno: a 101 to a request that asked no upgrade was recorded as it went out" >&2; exit 1; }
+[ "$(canary_requests "$open_metrics" wsno) $(canary_errors "$open_metrics" wsno)" = "3 3" ] ||
+  { echo "FAIL: wsno: expected the 3 101s to requests that asked no upgrade recorded as failures as they went out" >&2; exit 1; }
 wait "${clients[@]}" || true
 sleep 0.2
 metrics=$(curl -fs "http://127.0.0.1:$port/metrics")
@@ -1845,24 +1868,30 @@ stop_tcp_server
 upgraded=$(awk '$1 == 101 && $2 >= 1.9 && $2 < 2.45' "$tmp/logs/ws.log" | grep -c . || true)
 echo "18 upgrades granted, $upgraded ended by nginx's idle timeout"
 [ "$upgraded" = 18 ] || { echo "FAIL: expected 18 upgraded connections ended after 2 s:" >&2; cat "$tmp/logs/ws.log" >&2; exit 1; }
+# nginx switched to each of wsother's 101s, another protocol's too
+switched=$(awk '$1 == 101 && $2 >= 1.9 && $2 < 2.45' "$tmp/logs/wsother.log" | grep -c . || true)
+echo "wsother: 6 101s, $switched switched to and ended by nginx's idle timeout"
+[ "$switched" = 6 ] || { echo "FAIL: expected 6 switched connections ended after 2 s:" >&2; cat "$tmp/logs/wsother.log" >&2; exit 1; }
 # the 101s no request asked for, logged as 101 once nginx's idle timeout ended their bodies
 unasked=$(awk '$1 == 101 && $2 >= 1.9 && $2 < 2.45' "$tmp/logs/wsno.log" | grep -c . || true)
-echo "3 101s to requests that asked no upgrade, $unasked ended by nginx's idle timeout; wsno: $(canary_requests "$metrics" wsno) recorded"
+echo "3 101s to requests that asked no upgrade, $unasked ended by nginx's idle timeout"
 [ "$unasked" = 3 ] || { echo "FAIL: expected 3 unasked 101s ended after 2 s:" >&2; cat "$tmp/logs/wsno.log" >&2; exit 1; }
-[ "$(canary_requests "$metrics" wsno)" = 0 ] ||
-  { echo "FAIL: wsno: a 101 to a request that asked no upgrade was recorded" >&2; exit 1; }
-for gate in ws wsvar; do
+# <gate>:<what>:<requests>:<errors>: each 101 recorded once (not again in the log phase), timed
+# to its header (not to the idle timeout that ended it)
+for expected in "ws:9 granted, 1 refused:10:1" "wsvar:9 granted, 1 refused:10:1" \
+  "wsother:3 to another protocol, 1 to none asked, 2 granted:6:4" "wsno:3 to none asked:3:3"; do
+  IFS=: read -r gate what want_requests want_errors <<<"$expected"
   # window <series>: the gate's canary window's <series> (requests, errors, latency_seconds_sum)
   window() { sed -n "s/^promotion_window_$1{gate=\"$gate\",cohort=\"canary\"} //p" <<<"$metrics"; }
   recorded=$(window requests)
   errors=$(window errors)
   latency_sum=$(window latency_seconds_sum)
   fast=$(grep -F "promotion_window_latency_seconds_bucket{gate=\"$gate\",cohort=\"canary\",le=\"0.5\"}" <<<"$metrics" | sed 's/.* //')
-  echo "$gate: 9 granted, 1 refused: $recorded recorded, $errors errors, latency sum $latency_sum s, $fast within 0.5 s"
-  [ "$recorded" = 10 ] && [ "$errors" = 1 ] ||
-    { echo "FAIL: $gate: expected the 9 granted upgrades and the refused one recorded, 1 error" >&2; exit 1; }
-  python3 -c 'import sys; sys.exit(not float(sys.argv[1]) < 2)' "$latency_sum" && [ "$fast" = 10 ] ||
-    { echo "FAIL: $gate: the upgrades were timed past their 101 (the connection's life?)" >&2; grep "^promotion_window_latency_seconds.*gate=\"$gate\",cohort=\"canary\"" <<<"$metrics" >&2; exit 1; }
+  echo "$gate: $what: $recorded recorded, $errors errors, latency sum $latency_sum s, $fast within 0.5 s"
+  [ "$recorded" = "$want_requests" ] && [ "$errors" = "$want_errors" ] ||
+    { echo "FAIL: $gate: expected $want_requests recorded, $want_errors errors" >&2; exit 1; }
+  python3 -c 'import sys; sys.exit(not float(sys.argv[1]) < 2)' "$latency_sum" && [ "$fast" = "$want_requests" ] ||
+    { echo "FAIL: $gate: the 101s were timed past their header (the connection's life?)" >&2; grep "^promotion_window_latency_seconds.*gate=\"$gate\",cohort=\"canary\"" <<<"$metrics" >&2; exit 1; }
 done
 
 echo "== upstream latencies in microseconds, through an upstream{} block and an address"
