@@ -490,6 +490,30 @@ func TestAnUpgradeIsRecordedOnceGranted(t *testing.T) {
 	}
 }
 
+// switchingUpstream answers every request with a 101 carrying the header lines answer (each
+// ending in CRLF), then gives its side of the connection to then (nil: none), and closes it.
+func switchingUpstream(answer string, then func(net.Conn)) *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			panic(err)
+		}
+		defer c.Close()
+		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\n" + answer + "\r\n")
+		_ = brw.Flush()
+		if then != nil {
+			then(c)
+		}
+	}))
+}
+
+// awaitClose reads c until its peer closes it (nil) or 5 s passed (the deadline's error).
+func awaitClose(c net.Conn) error {
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := io.Copy(io.Discard, c)
+	return err
+}
+
 // A 101 the ReverseProxy does not switch to leaves its body, the upstream's connection, open
 // (nothing closes it until a GC finds it): the Proxy closes it, whether the host's writer
 // cannot hijack (http.TimeoutHandler's) or the upstream switched to another protocol than the
@@ -508,18 +532,9 @@ func TestAnUpgradeNotTakenClosesTheUpstreamsConnection(t *testing.T) {
 	} {
 		g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
 		ended := make(chan error, 1)
-		ws := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			c, brw, err := http.NewResponseController(w).Hijack()
-			if err != nil {
-				panic(err)
-			}
-			defer c.Close()
-			_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + tc.upgrade + "\r\n\r\n")
-			_ = brw.Flush()
-			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			_, err = io.Copy(io.Discard, c)
-			ended <- err // nil: the proxy closed the connection
-		}))
+		ws := switchingUpstream("Connection: Upgrade\r\nUpgrade: "+tc.upgrade+"\r\n", func(c net.Conn) {
+			ended <- awaitClose(c) // nil: the proxy closed the connection
+		})
 		var h http.Handler = newProxy(t, Options{}, g, ws.URL, ws.URL)
 		if tc.timeout {
 			h = http.TimeoutHandler(h, 5*time.Second, "slow")
@@ -537,6 +552,61 @@ func TestAnUpgradeNotTakenClosesTheUpstreamsConnection(t *testing.T) {
 		}
 		if requests, errors := canaryOutcomes(t, g); requests != tc.failures || errors != tc.failures {
 			t.Errorf("%s: %v canary requests, %v failures recorded; want %v of each", tc.name, requests, errors, tc.failures)
+		}
+		front.Close()
+		ws.Close()
+	}
+}
+
+// A 101 is a granted upgrade only when the request asked one and the 101 names that protocol,
+// the rule of the ReverseProxy (its upgradeType): each side's protocol is its first Upgrade
+// header's value when a Connection header lists the token "upgrade" (case-insensitively,
+// among others), none otherwise, and the two must be equal as whole values, ASCII
+// case-insensitively. A 101 to a request that asked no upgrade (no Upgrade header, or one
+// without Connection: upgrade), or one naming no protocol, or one of the protocols asked, is a
+// failure, timed to the 101 (the upstream then holds its connection open, unread, for 5 s); a
+// 101 naming the asked protocol in other case is a grant. (Connection: close, a token of its
+// own, ends each exchange.) The nginx module copies the rule: its test.sh checks
+// the same cases.
+func TestA101IsAGrantOnlyOfTheUpgradeAsked(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(-1)) // no finalizer closes the upstream's side
+	for _, tc := range []struct {
+		name, request, answer string
+		granted               bool
+	}{
+		{"no upgrade asked", "", "Connection: Upgrade\r\nUpgrade: websocket\r\n", false},
+		{"an Upgrade header without Connection: upgrade", "Upgrade: websocket\r\n",
+			"Connection: Upgrade\r\nUpgrade: websocket\r\n", false},
+		{"no upgrade asked nor named", "", "", false},
+		{"the protocol asked, in other case", "Connection: keep-alive, upgrade\r\nUpgrade: websocket\r\n",
+			"Connection: upgrade\r\nUpgrade: WebSocket\r\n", true},
+		{"one of the protocols asked", "Connection: Upgrade\r\nUpgrade: websocket, h2c\r\n",
+			"Connection: Upgrade\r\nUpgrade: websocket\r\n", false},
+	} {
+		g := newGate(t, `{"environment": {"canary": {"traffic_percent": 100}}}`)
+		hold := func(c net.Conn) { _ = awaitClose(c) }
+		if tc.granted {
+			hold = nil // a grant ends at once: the upgraded exchange is not timed
+		}
+		ws := switchingUpstream(tc.answer, hold)
+		front := httptest.NewServer(newProxy(t, Options{}, g, ws.URL, ws.URL))
+		want := "HTTP/1.1 502 Bad Gateway"
+		if tc.granted {
+			want = "HTTP/1.1 101 Switching Protocols"
+		}
+		if status := rawRequest(t, front.Listener.Addr().String(), "GET / HTTP/1.1\r\nHost: x\r\n"+
+			"X-Request-Id: k\r\n"+tc.request+"Connection: close\r\n\r\n"); status != want {
+			t.Errorf("%s: %q, want %q", tc.name, status, want)
+		}
+		failures := 1.0
+		if tc.granted {
+			failures = 0
+		}
+		if requests, errors := canaryOutcomes(t, g); requests != 1 || errors != failures {
+			t.Errorf("%s: %v canary requests, %v failures recorded; want 1, %v", tc.name, requests, errors, failures)
+		}
+		if fast := metric(t, g, "promotion_window_latency_seconds_bucket", `cohort="canary"`, `le="0.1"`); fast != 1 {
+			t.Errorf("%s: %v of 1 recorded within 0.1 s: a 101 is timed at its header", tc.name, fast)
 		}
 		front.Close()
 		ws.Close()
