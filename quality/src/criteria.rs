@@ -100,11 +100,6 @@ struct Criteria<'a> {
     failures: &'a mut Vec<String>,
 }
 
-/// Whether the canary of a scenario of this kind is as good as the stable version.
-fn healthy(kind: Kind) -> bool {
-    matches!(kind, Kind::Healthy | Kind::Held)
-}
-
 impl<'a> Criteria<'a> {
     /// Checks every scenario whose name starts with one of `prefixes`: `unmet` says what is
     /// wrong with it, if anything. A prefix that matches no scenario run fails, unless it
@@ -138,7 +133,7 @@ impl<'a> Criteria<'a> {
 
     /// At most 1 % false rollbacks in every healthy or held scenario.
     fn false_rollbacks(&mut self) {
-        self.every(healthy, |f| {
+        self.every(Kind::canary_is_healthy, |f| {
             (f.rate(f.rolled_back) > MAX_FALSE_ROLLBACKS).then(|| {
                 format!(
                     "{} of {} rolled back (at most {} %)",
@@ -293,7 +288,10 @@ fn open_caps(results: &Results, failures: &mut Vec<String>) {
 /// reference that never rolled back a healthy canary is not beaten. Not checked when the run
 /// has no healthy or held cell (`--only` left them all out).
 fn fewer_false_rollbacks(results: &Results, failures: &mut Vec<String>) {
-    let cells: Vec<_> = results.iter().filter(|(s, _)| healthy(s.kind)).collect();
+    let cells: Vec<_> = results
+        .iter()
+        .filter(|(s, _)| s.kind.canary_is_healthy())
+        .collect();
     if cells.is_empty() {
         return;
     }

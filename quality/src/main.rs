@@ -12,6 +12,7 @@
 
 mod bound;
 mod criteria;
+mod rate;
 mod reference;
 mod scenario;
 mod service;

@@ -17,6 +17,14 @@ pub enum Kind {
     Info,
 }
 
+impl Kind {
+    /// Whether the canary of a scenario of this kind is as good as the stable version, so
+    /// that any rollback is false.
+    pub fn canary_is_healthy(self) -> bool {
+        matches!(self, Kind::Healthy | Kind::Held)
+    }
+}
+
 /// One scenario: traffic, service, horizon and how often the engine is asked.
 #[derive(Debug, Clone)]
 pub struct Scenario {

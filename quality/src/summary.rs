@@ -1,5 +1,6 @@
 //! The table: one row per scenario and judge.
 
+use crate::rate;
 use crate::scenario::Scenario;
 use crate::trial::{Decision, Trial};
 
@@ -87,16 +88,28 @@ fn pair(rolled_back: usize, (a, b): (Option<f64>, Option<f64>)) -> String {
     }
 }
 
+/// A judge's rollbacks: "rolled back/trials", and in a healthy or held cell, where every
+/// rollback is false, the one-sided Clopper-Pearson upper bound on the false-rollback rate at
+/// [`rate::CONFIDENCE`] (the trials of a cell are independent; those of different cells are
+/// not, see docs/judge.md).
+pub fn rolled_back(f: &Figures, healthy: bool) -> String {
+    let count = format!("{}/{}", f.rolled_back, f.trials);
+    if !healthy {
+        return count;
+    }
+    let bound = rate::upper_bound(f.rolled_back, f.trials, rate::CONFIDENCE);
+    format!("{count} (≤ {:.1} %)", bound * 100.0)
+}
+
 /// The scenario's rows, and for the no-data scenario when NO_DATA was first said.
 pub fn lines(scenario: &Scenario, runs: &[Trial]) -> Vec<String> {
     let mut out = Vec::new();
     for (name, judge) in JUDGES {
         let f = Figures::of(runs, judge);
         out.push(format!(
-            "| {} | {name} | {}/{} | {} | {} | {}/{} | {} |",
+            "| {} | {name} | {} | {} | {} | {}/{} | {} |",
             scenario.name,
-            f.rolled_back,
-            f.trials,
+            rolled_back(&f, scenario.kind.canary_is_healthy()),
             pair(f.rolled_back, f.requests),
             pair(f.rolled_back, f.seconds),
             f.promotable_before,
@@ -118,4 +131,24 @@ pub fn lines(scenario: &Scenario, runs: &[Trial]) -> Vec<String> {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_healthy_cells_count_carries_its_bound() {
+        let f = |rolled_back, trials| Figures {
+            trials,
+            rolled_back,
+            ..Figures::default()
+        };
+        assert_eq!(rolled_back(&f(0, 30), true), "0/30 (≤ 9.5 %)");
+        assert_eq!(rolled_back(&f(0, 150), true), "0/150 (≤ 2.0 %)");
+        assert_eq!(rolled_back(&f(1, 150), true), "1/150 (≤ 3.1 %)");
+        assert_eq!(rolled_back(&f(0, 600), true), "0/600 (≤ 0.5 %)");
+        // A regression's rollbacks are not false: no bound.
+        assert_eq!(rolled_back(&f(30, 30), false), "30/30");
+    }
 }
