@@ -163,15 +163,17 @@ impl<'a> Criteria<'a> {
     }
 
     /// When canary outcomes never arrive, NO_DATA is said in every trial and the canary is
-    /// never promotable.
+    /// held: never promotable and never rolled back (silence is not evidence of harm).
     fn no_data(&mut self) {
         self.each(&["no data"], |runs, f| {
             let flagged = runs.iter().filter(|t| t.no_data_at.is_some()).count();
-            (flagged < runs.len() || f.promotable_before > 0).then(|| {
+            (flagged < runs.len() || f.promotable_before > 0 || f.rolled_back > 0).then(|| {
                 format!(
-                    "NO_DATA in {flagged} of {} (every one), promotable in {} (none)",
+                    "NO_DATA in {flagged} of {} (every one), promotable in {} (none), rolled \
+                     back in {} (none)",
                     runs.len(),
-                    f.promotable_before
+                    f.promotable_before,
+                    f.rolled_back
                 )
             })
         });
@@ -562,6 +564,28 @@ mod tests {
         );
         // At most as many in every cell, fewer than each somewhere.
         assert!(false_rollback_failures([(0, 2, 0), (1, 1, 3)]).is_empty());
+    }
+
+    #[test]
+    fn a_silent_canary_rolled_back_by_the_engine_fails() {
+        let name = "no data: canary outcomes never arrive";
+        let flagged = |rollback: Option<(f64, u64)>| Trial {
+            no_data_at: Some(120.0),
+            ..engine(rollback, None)
+        };
+        let mut runs = vec![flagged(None); 30];
+        runs[3] = flagged(Some((130.0, 650)));
+        let (results, skipped) = only(name, runs);
+        let failures = check(&results, &skipped);
+        assert!(
+            failures
+                .iter()
+                .any(|f| f.starts_with(name) && f.contains("rolled back in 1 (none)")),
+            "{failures:?}"
+        );
+        // Flagged in every trial, held in every one: met.
+        let (results, skipped) = only(name, vec![flagged(None); 30]);
+        assert_eq!(check(&results, &skipped), Vec::<String>::new());
     }
 
     #[test]
