@@ -6,11 +6,16 @@
 //!   0.01, with no tolerance and no warm-up; a failed analysis rolls back, a passed one is
 //!   promotable. Kayenta's classifier tests per-step metric series with a tolerance (0.25)
 //!   after `beginCanaryAnalysisAfterMins`: slower to detect, fewer false rollbacks.
-//! - **Flagger-style:** every 60 s, on the canary's last 60 s: success rate at least 99 % (the
-//!   example threshold of Flagger's docs) and p99 at most 500 ms; an interval without canary
-//!   outcomes is a failed check too (Flagger halts on "no values found" and counts it); the
-//!   fifth failed check rolls back, a passed one is promotable.
+//! - **Flagger-style:** every 60 s, on the canary's last 60 s: error rate at most the engine's
+//!   SLO `max_error_rate` (5 % by default; Flagger's docs' example is a 99 % success rate) and
+//!   p99 at most its `latency_target` (500 ms); an interval without canary outcomes is a
+//!   failed check too (Flagger halts on "no values found" and counts it). As Flagger's
+//!   scheduler does, the first iteration (at 60 s) starts the analysis and checks nothing, and
+//!   each iteration rolls back when the failed checks so far reach the threshold (issue 15's
+//!   5), before checking: one interval after the fifth failed check. A passed check is
+//!   promotable.
 
+use promotion_gates::SloConfig;
 use promotion_gates::judge::normal_upper_tail;
 
 /// Latency histogram with buckets 1 % wide from 1 µs, for the reference judges.
@@ -121,23 +126,100 @@ pub fn kayenta(canary: &Tally, stable: &Tally) -> Call {
     if bad { Call::Fail } else { Call::Pass }
 }
 
+/// The Flagger-style judge's limits: the engine's own SLO, so that it fails a canary where
+/// the engine's SLO would, and a service erring at 1 % is not failed by construction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FlaggerLimits {
+    /// The most errors a passed interval holds, as a share of its requests: the SLO's
+    /// `max_error_rate` (Flagger's request-success-rate `thresholdRange.min` is 1 minus it).
+    pub max_error_rate: f64,
+    /// The highest p99 of a passed interval, in ms: the SLO's `latency_target` (Flagger's
+    /// request-duration `thresholdRange.max`).
+    pub max_p99_ms: f64,
+}
+
+impl FlaggerLimits {
+    /// The limits of the engine's SLO `slo`.
+    pub fn of(slo: &SloConfig) -> Self {
+        FlaggerLimits {
+            max_error_rate: slo.max_error_rate,
+            max_p99_ms: slo.latency_target.as_secs_f64() * 1e3,
+        }
+    }
+}
+
 /// Flagger-style check of the canary's last interval. An interval without canary outcomes
 /// fails: Flagger's analysis halts on a metric query that finds no values and counts it as a
 /// failed check, so a canary that gets no traffic is rolled back at the threshold.
-pub fn flagger(last_interval: &Tally) -> Call {
+pub fn flagger(last_interval: &Tally, limits: FlaggerLimits) -> Call {
     if last_interval.requests == 0 {
         return Call::Fail;
     }
-    let success = 1.0 - last_interval.errors as f64 / last_interval.requests as f64;
-    if success < 0.99 || last_interval.quantile_ms(0.99) > 500.0 {
+    let error_rate = last_interval.errors as f64 / last_interval.requests as f64;
+    if error_rate > limits.max_error_rate || last_interval.quantile_ms(0.99) > limits.max_p99_ms {
         Call::Fail
     } else {
         Call::Pass
     }
 }
 
-/// Failed Flagger checks that roll back.
+/// Failed Flagger checks that roll back: issue 15's 5 (Flagger's `analysis.threshold`, set
+/// per canary; its documentation's examples show 5 in some places and 10 in others).
 pub const FLAGGER_THRESHOLD: u32 = 5;
+
+/// What the Flagger-style judge did at one of its iterations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The first iteration: the analysis starts and checks nothing.
+    Started,
+    /// The last interval's check passed: promotable.
+    Passed,
+    /// The last interval's check failed and was counted.
+    Failed,
+    /// The failed checks had reached the threshold: rolled back, before any check.
+    RolledBack,
+}
+
+/// The Flagger-style judge across its iterations, in the order of Flagger's scheduler
+/// (`pkg/controller/scheduler.go`): each iteration first rolls back if the failed checks
+/// counted so far reach [`FLAGGER_THRESHOLD`], and only then checks the last interval; the
+/// first iteration, which starts the analysis, checks nothing. So the rollback comes one
+/// interval after the threshold-th failed check.
+#[derive(Debug, Clone, Copy)]
+pub struct Flagger {
+    limits: FlaggerLimits,
+    started: bool,
+    failed_checks: u32,
+}
+
+impl Flagger {
+    /// A judge with `limits` that has not started.
+    pub fn new(limits: FlaggerLimits) -> Self {
+        Flagger {
+            limits,
+            started: false,
+            failed_checks: 0,
+        }
+    }
+
+    /// One iteration, on the canary's outcomes of the interval before it.
+    pub fn iterate(&mut self, last_interval: &Tally) -> Step {
+        if self.failed_checks >= FLAGGER_THRESHOLD {
+            return Step::RolledBack;
+        }
+        if !self.started {
+            self.started = true;
+            return Step::Started;
+        }
+        match flagger(last_interval, self.limits) {
+            Call::Fail => {
+                self.failed_checks += 1;
+                Step::Failed
+            }
+            Call::Pass => Step::Passed,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -156,14 +238,71 @@ mod tests {
         assert_eq!(fisher_p(&s, &c), 1.0);
     }
 
+    fn limits() -> FlaggerLimits {
+        FlaggerLimits::of(&SloConfig::default())
+    }
+
     #[test]
     fn flagger_fails_an_interval_without_canary_outcomes() {
         let mut interval = Tally::default();
-        assert_eq!(flagger(&interval), Call::Fail);
+        assert_eq!(flagger(&interval, limits()), Call::Fail);
         interval.record(true, 20.0);
-        assert_eq!(flagger(&interval), Call::Pass);
+        assert_eq!(flagger(&interval, limits()), Call::Pass);
         interval.clear();
-        assert_eq!(flagger(&interval), Call::Fail);
+        assert_eq!(flagger(&interval, limits()), Call::Fail);
+    }
+
+    #[test]
+    fn flaggers_limits_are_the_engines_slo() {
+        let slo = SloConfig::default();
+        let max_p99_ms = slo.latency_target.as_secs_f64() * 1e3;
+        // 1 000 requests at 20 ms with errors just within and just above `max_error_rate`.
+        let with_errors = |errors: u64| {
+            let mut interval = Tally::default();
+            for i in 0..1000 {
+                interval.record(i >= errors, 20.0);
+            }
+            interval
+        };
+        let within = (slo.max_error_rate * 1000.0).floor() as u64;
+        assert_eq!(flagger(&with_errors(within), limits()), Call::Pass);
+        assert_eq!(flagger(&with_errors(within + 1), limits()), Call::Fail);
+        // A 1 % error rate, which a fixed 99 % success rate failed, passes at the default.
+        assert_eq!(flagger(&with_errors(10), limits()), Call::Pass);
+        // The p99 just within the latency target (a bucket is 1 % wide), and above it.
+        let with_p99 = |ms: f64| {
+            let mut interval = Tally::default();
+            for i in 0..1000 {
+                interval.record(true, if i < 980 { 20.0 } else { ms });
+            }
+            interval
+        };
+        assert_eq!(flagger(&with_p99(max_p99_ms * 0.98), limits()), Call::Pass);
+        assert_eq!(flagger(&with_p99(max_p99_ms * 1.02), limits()), Call::Fail);
+    }
+
+    #[test]
+    fn flagger_starts_without_a_check_and_rolls_back_an_interval_after_the_threshold() {
+        let mut judge = Flagger::new(limits());
+        let empty = Tally::default();
+        // A canary failing every check: the start, five failed checks, then the rollback at
+        // the seventh iteration, not the sixth.
+        assert_eq!(judge.iterate(&empty), Step::Started);
+        for _ in 0..FLAGGER_THRESHOLD {
+            assert_eq!(judge.iterate(&empty), Step::Failed);
+        }
+        assert_eq!(judge.iterate(&empty), Step::RolledBack);
+        // A passed check between failed ones does not reset the count.
+        let mut judge = Flagger::new(limits());
+        let mut good = Tally::default();
+        good.record(true, 20.0);
+        assert_eq!(judge.iterate(&good), Step::Started);
+        for _ in 0..FLAGGER_THRESHOLD - 1 {
+            assert_eq!(judge.iterate(&empty), Step::Failed);
+        }
+        assert_eq!(judge.iterate(&good), Step::Passed);
+        assert_eq!(judge.iterate(&empty), Step::Failed);
+        assert_eq!(judge.iterate(&good), Step::RolledBack);
     }
 
     #[test]

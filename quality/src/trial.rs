@@ -1,7 +1,8 @@
 //! One seeded trial in simulated time: Poisson arrivals, the canary's share by a coin, each
 //! outcome recorded into a gate on a manual clock (automatic rollback on) and into the
 //! reference judges' tallies; the engine is asked `check_slo_compliance` every few seconds,
-//! the references analyse every 60 s.
+//! the references analyse every 60 s (the Flagger-style judge's first iteration, at 60 s,
+//! only starts its analysis).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use promotion_gates::{
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
-use crate::reference::{Call, FLAGGER_THRESHOLD, Tally, flagger, kayenta};
+use crate::reference::{Call, Flagger, FlaggerLimits, Step, Tally, kayenta};
 use crate::scenario::Scenario;
 
 /// What one judge did in a trial.
@@ -48,10 +49,29 @@ pub struct Trial {
     pub no_data_at: Option<f64>,
 }
 
+/// One tally for each cohort.
+#[derive(Debug, Default)]
+struct PerCohort {
+    canary: Tally,
+    stable: Tally,
+}
+
+impl PerCohort {
+    fn of(&mut self, canary: bool) -> &mut Tally {
+        if canary {
+            &mut self.canary
+        } else {
+            &mut self.stable
+        }
+    }
+}
+
+/// What the reference judges read: the stage's outcomes so far by cohort (Kayenta-style),
+/// the canary's last minute and the Flagger-style judge's state.
 struct References {
-    stage: [Tally; 2],
+    stage: PerCohort,
     last_minute: Tally,
-    flagger_failures: u32,
+    flagger: Flagger,
 }
 
 /// Runs one trial of `scenario` with `seed`; an error when the gate cannot be built.
@@ -63,15 +83,17 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Trial, String> {
         },
         ..Default::default()
     };
-    let slo = SloAdmissionController::new(SloConfig::default())
+    let slo_config = SloConfig::default();
+    let flagger = Flagger::new(FlaggerLimits::of(&slo_config));
+    let slo = SloAdmissionController::new(slo_config)
         .map_err(|e| format!("{}: the SLO controller: {e}", scenario.name))?;
     let gate = PromotionGateManager::with_clock(config, slo, clock.clone())
         .map_err(|e| format!("{}: the gate: {e}", scenario.name))?;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let mut refs = References {
-        stage: Default::default(),
+        stage: PerCohort::default(),
         last_minute: Tally::default(),
-        flagger_failures: 0,
+        flagger,
     };
     let mut trial = Trial::default();
     let (stage, mut canary_requests) = (gate.stage(), 0u64);
@@ -93,7 +115,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Trial, String> {
         if canary && scenario.no_outcomes {
             continue;
         }
-        refs.stage[usize::from(canary)].record(ok, ms);
+        refs.stage.of(canary).record(ok, ms);
         if canary {
             refs.last_minute.record(ok, ms);
         }
@@ -142,20 +164,18 @@ fn engine_look(
 
 fn analyse(refs: &mut References, trial: &mut Trial, canary: u64, t: f64) {
     if trial.kayenta.rollback.is_none() {
-        match kayenta(&refs.stage[1], &refs.stage[0]) {
+        match kayenta(&refs.stage.canary, &refs.stage.stable) {
             Call::Fail => trial.kayenta.rollback = Some((t, canary)),
-            Call::Pass => trial.kayenta.look(refs.stage[1].requests > 0, canary, t),
+            Call::Pass => trial
+                .kayenta
+                .look(refs.stage.canary.requests > 0, canary, t),
         }
     }
     if trial.flagger.rollback.is_none() {
-        match flagger(&refs.last_minute) {
-            Call::Fail => {
-                refs.flagger_failures += 1;
-                if refs.flagger_failures >= FLAGGER_THRESHOLD {
-                    trial.flagger.rollback = Some((t, canary));
-                }
-            }
-            Call::Pass => trial.flagger.look(true, canary, t),
+        match refs.flagger.iterate(&refs.last_minute) {
+            Step::RolledBack => trial.flagger.rollback = Some((t, canary)),
+            Step::Passed => trial.flagger.look(true, canary, t),
+            Step::Started | Step::Failed => {}
         }
     }
     refs.last_minute.clear();
