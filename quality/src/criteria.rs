@@ -41,10 +41,11 @@ pub struct Open {
 /// s and 90 s.
 pub const OPEN: &[Open] = &[
     // Slower than the Kayenta-style judge at the median, which looks at α = 0.01 a minute
-    // without correcting for the looks and rolls back 2 to 6 of 30 identical canaries. The
-    // first is beyond any judge within the false-rollback criterion (`bound`); the second is
-    // met over 30 trials but not over 12, 60, 150 or 300: the Kayenta-style judge catches
-    // about half at its first look, so its median is 60 or 120 s by the draw (docs/judge.md).
+    // without correcting for the looks and rolls back 2 to 7 of 30 identical canaries per A/A
+    // cell (docs/judge.md). The first is beyond any judge within the false-rollback criterion
+    // (`bound`); the second is met over 30 trials but not over 12, 60, 150 or 300: the
+    // Kayenta-style judge catches about half at its first look, so its median is 60 or 120 s
+    // by the draw (docs/judge.md).
     Open {
         scenario: "errors 2x, 100 rps 5% canary",
         max_median_s: 900.0,

@@ -20,8 +20,8 @@ mod summary;
 mod trial;
 
 use std::process::ExitCode;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use scenario::Scenario;
 use trial::Trial;
@@ -83,7 +83,7 @@ fn trials_value(n: &str) -> Result<u64, String> {
 }
 
 /// Runs `trials` seeded trials of `scenario` on two threads; the seeds are 1..=trials. The
-/// first error, if a trial could not run.
+/// first error, if a trial could not run; a trial that panics ends the run with its panic.
 fn trials(scenario: &Scenario, trials: u64) -> Result<Vec<Trial>, String> {
     let next = AtomicU64::new(1);
     let out = Mutex::new(Vec::new());
@@ -97,9 +97,9 @@ fn trials(scenario: &Scenario, trials: u64) -> Result<Vec<Trial>, String> {
                     }
                     let trial = trial::run(scenario, seed);
                     let failed = trial.is_err();
-                    if let Ok(mut out) = out.lock() {
-                        out.push(trial);
-                    }
+                    out.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(trial);
                     if failed {
                         break;
                     }
@@ -107,8 +107,10 @@ fn trials(scenario: &Scenario, trials: u64) -> Result<Vec<Trial>, String> {
             });
         }
     });
+    // A thread that panicked holding the lock would have poisoned it, but `thread::scope`
+    // re-raises that panic before this line: the list is whole here.
     out.into_inner()
-        .map_err(|_| format!("{}: a trial thread panicked", scenario.name))?
+        .unwrap_or_else(PoisonError::into_inner)
         .into_iter()
         .collect()
 }
