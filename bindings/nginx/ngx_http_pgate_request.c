@@ -212,7 +212,9 @@ ngx_http_pgate_anchor(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx)
 /*
  * Whether the main request's upstream is under way: nginx sets u->cleanup once the upstream
  * has made its request (after create_request, whose header values may still route) and
- * clears it when the upstream is finalized (an error page's location starts with none).
+ * clears it when the upstream is finalized (an error page's location reached by that
+ * finalization starts with none; one a filter finalized, a 412 of the not-modified filter say,
+ * starts while it is still set).
  */
 static ngx_uint_t
 ngx_http_pgate_upstream_under_way(ngx_http_request_t *r)

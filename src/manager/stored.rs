@@ -816,7 +816,8 @@ mod tests {
     type Answer =
         Box<dyn Fn(&dyn StateStore, &StoredWrite) -> Result<Commit, StoreError> + Send + Sync>;
 
-    /// A store whose commits `answer` answers; every other call is `inner`'s.
+    /// A store whose commits `answer` answers; the other calls it forwards are `inner`'s
+    /// (`watch` and `load` are the trait's defaults: it wraps the store of a gate open already).
     struct Answering {
         inner: Arc<dyn StateStore>,
         answer: Answer,
