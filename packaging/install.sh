@@ -243,14 +243,19 @@ if [ "$build" -eq 0 ]; then
   # as ffi/src/gate.rs writes it into the library after these words (what pgate_version
   # returns), read without loading the build (it may be for another target).
   for built in "$lib" "$release/libpromotion_gates_ffi.a"; do
-    built_version=$(grep -a -o -m1 -e 'promotion_gates_ffi version [0-9A-Za-z.+-]*' "$built" || true)
+    # LC_ALL=C: the file is bytes, not text in the locale's encoding.
+    built_version=$(LC_ALL=C grep -a -o -m1 -e 'promotion_gates_ffi version [0-9A-Za-z.+-]*' "$built" || true)
     built_version=${built_version%%$'\n'*}
     built_version=${built_version#promotion_gates_ffi version }
-    if [ "$built_version" != "$version" ]; then
+    if [ -z "$built_version" ]; then
+      echo "install.sh: --no-build: $built records no version (built before this check, or not" \
+        "machine code: bitcode from -Clinker-plugin-lto), and this checkout's is $version; build" \
+        "it again, as yourself, cargo build --release -p promotion-gates-ffi, then install" >&2
+      exit 1
+    elif [ "$built_version" != "$version" ]; then
       echo "install.sh: --no-build: $built is of version '$built_version' (what pgate_version" \
-        "returns; empty when the build records none), and this checkout's is $version: it was" \
-        "built from another version; build it again, as yourself, cargo build --release -p" \
-        "promotion-gates-ffi, then install" >&2
+        "returns), and this checkout's is $version: it was built from another version; build" \
+        "it again, as yourself, cargo build --release -p promotion-gates-ffi, then install" >&2
       exit 1
     fi
   done

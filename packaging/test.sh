@@ -332,7 +332,7 @@ refused_after_bump() {
       return
     fi
   done
-  echo "ok: install.sh --no-build of a build of $version after a bump to $to: refused"
+  echo "ok: install.sh --no-build of a build of $version after a bump to $to$why: refused"
 }
 # A patch bump keeps the SONAME: the build is refused by the version it records (what
 # pgate_version returns).
@@ -342,6 +342,23 @@ refused_after_bump "$patched" " (the same SONAME)" \
   "libpromotion_gates_ffi.so is of version '$version' (what pgate_version returns" \
   "this checkout's is $patched: it was built from another version"
 refused_after_bump "$bumped" "" "has the SONAME '$soname', and this checkout's version $bumped names $bumped_soname"
+# A build that records no version (made before the library wrote one, or bitcode from
+# -Clinker-plugin-lto) is refused as such, not as a build of version '': the same build, its
+# record's words overwritten by as many other bytes (the ELF file stays whole, its SONAME the
+# checkout's), with the version of the build back in Cargo.toml.
+python3 - "$spaced/old_target/release/libpromotion_gates_ffi.so" <<'PY'
+import sys
+path = sys.argv[1]
+with open(path, "rb") as f:
+    data = f.read()
+words = b"promotion_gates_ffi version "
+assert words in data, f"{path} records no version to overwrite"
+with open(path, "wb") as f:
+    f.write(data.replace(words, b"x" * len(words)))
+PY
+refused_after_bump "$version" " (no bump: its version record overwritten)" \
+  "libpromotion_gates_ffi.so records no version (built before this check, or not machine code" \
+  "this checkout's is $version; build it again"
 
 echo "== (a) C, pkg-config: $libs"
 # shellcheck disable=SC2046 # pkg-config's output is a list of words
