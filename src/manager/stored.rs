@@ -851,12 +851,11 @@ mod tests {
         }
         fn contributions(
             &self,
-            stage: u64,
             known: Guard,
             except: &str,
             ttl: Duration,
         ) -> Result<Vec<Result<store::Contribution, store::BadContribution>>, StoreError> {
-            self.inner.contributions(stage, known, except, ttl)
+            self.inner.contributions(known, except, ttl)
         }
     }
 

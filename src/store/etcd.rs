@@ -1266,19 +1266,19 @@ impl StateStore for EtcdStore {
     /// `known`'s epoch is [`EPOCH`], as for [`publish`](StateStore::publish).
     fn contributions(
         &self,
-        stage: u64,
-        _known: Guard,
+        known: Guard,
         except: &str,
         _ttl: Duration,
     ) -> Result<Vec<Result<Contribution, BadContribution>>, StoreError> {
+        let stage = known.stage;
         // Expiry is the lease's: every key read with one is live, and one without is refused.
         // The keys are read in key order, a page a request, all at the first page's revision,
         // and the newest (by `mod_revision`) of the stage's kept: other stages' keys, however
         // many and however new, hide none of them. A key found oversized at the read before
-        // ends the page before it (`known`).
+        // ends the page before it (`seen_oversized`).
         let start = self.key("contributions/");
         let end = self.key("contributions0").into_bytes();
-        let mut known = self
+        let mut seen_oversized = self
             .oversized
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -1297,7 +1297,7 @@ impl StateStore for EtcdStore {
             if stopped || from >= end {
                 break;
             }
-            let page_end = known
+            let page_end = seen_oversized
                 .range(from.clone()..)
                 .next()
                 .map_or(&end, |(key, _)| key);
@@ -1327,8 +1327,8 @@ impl StateStore for EtcdStore {
                 from = self.next_from(kvs.last().map(|kv| &kv["key"]), &answer, &end)?;
                 for kv in kvs {
                     let key = self.decode(&kv["key"])?;
-                    if known.get(&key) != Some(&written(&kv)) {
-                        known.remove(&key);
+                    if seen_oversized.get(&key) != Some(&written(&kv)) {
+                        seen_oversized.remove(&key);
                         from = key;
                         break;
                     }
@@ -1351,7 +1351,7 @@ impl StateStore for EtcdStore {
             // The keys found before that this read did not reach are gone around again at the
             // next, which goes on from where this one stopped.
             let room = MAX_CONTRIBUTION_PAGES * CONTRIBUTION_PAGE;
-            for (key, when) in known.range(from.clone()..) {
+            for (key, when) in seen_oversized.range(from.clone()..) {
                 if oversized.len() >= room {
                     break;
                 }

@@ -251,7 +251,9 @@ pub(crate) trait StateStore: Send + Sync + fmt::Debug {
     /// every contribution not published again within `ttl`. A SQLite store whose path names
     /// another file now (replaced on disk since: `known` is of another file, as
     /// [`commit`](Self::commit) tells a write's guard) publishes nothing there, where the stage
-    /// number is another state's, and answers a conflict.
+    /// number is another state's, and answers a conflict. The stage stored is the
+    /// contribution's own ([`Contribution::stage`]), which the sync thread encodes from
+    /// `known.stage`; a store checks no agreement between the two (`known` tells it the file).
     fn publish(
         &self,
         contribution: &Contribution,
@@ -259,15 +261,14 @@ pub(crate) trait StateStore: Send + Sync + fmt::Debug {
         ttl: Duration,
     ) -> Result<(), StoreError>;
 
-    /// The live contributions to `stage` of instances other than `except` (published within
-    /// `ttl`), newest first, at most [`MAX_INSTANCES`]: each one read, or refused with what in
-    /// it is wrong (the caller logs it and goes on). `stage` is one of the state `known` (read
-    /// from or written in the store's file of its [`Guard::epoch`]): a SQLite store whose path
-    /// names another file now reads nothing there and answers a conflict, as
+    /// The live contributions to the stage of the state `known` (its [`Guard::stage`], read
+    /// from or written in the store's file of its [`Guard::epoch`]) of instances other than
+    /// `except` (published within `ttl`), newest first, at most [`MAX_INSTANCES`]: each one
+    /// read, or refused with what in it is wrong (the caller logs it and goes on). A SQLite
+    /// store whose path names another file now reads nothing there and answers a conflict, as
     /// [`publish`](Self::publish) does.
     fn contributions(
         &self,
-        stage: u64,
         known: Guard,
         except: &str,
         ttl: Duration,

@@ -1106,14 +1106,13 @@ impl StateStore for SqliteStore {
 
     fn contributions(
         &self,
-        stage: u64,
         known: Guard,
         except: &str,
         ttl: Duration,
     ) -> Result<Vec<Result<Contribution, BadContribution>>, StoreError> {
         self.on_current_file(|open| {
             self.of_the_file(open, known, "read")?;
-            self.contributions_in(&open.connection, stage, except, ttl)
+            self.contributions_in(&open.connection, known.stage, except, ttl)
         })
     }
 }

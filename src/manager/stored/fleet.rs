@@ -60,7 +60,7 @@ impl Shared {
             .map_err(|why| StoreError::new(store.location(), StoreProblem::Unavailable, why))
             .and_then(|contribution| store.publish(&contribution, known, ttl));
         exchange.publishing.note(published.err(), &instance);
-        let rows = match store.contributions(stored_stage, known, &instance, ttl) {
+        let rows = match store.contributions(known, &instance, ttl) {
             Ok(rows) => rows,
             Err(error) => {
                 // Judged with the others' counts as last read.

@@ -430,7 +430,7 @@ fn a_live_instances_contribution_outlives_a_tick_slowed_by_members_that_hang() {
     let lease = instance.lease.lock().unwrap().clone();
     let read_by_the_other = || {
         other
-            .contributions(2, KNOWN, "other", ttl)
+            .contributions(KNOWN, "other", ttl)
             .unwrap()
             .iter()
             .any(|read| read.as_ref().is_ok_and(|c| c.instance == "live"))
@@ -453,7 +453,7 @@ fn a_live_instances_contribution_outlives_a_tick_slowed_by_members_that_hang() {
         // it (the release read, then the publication).
         hang.store(true, Ordering::Relaxed);
         let start = Instant::now();
-        instance.contributions(2, KNOWN, "live", ttl).unwrap();
+        instance.contributions(KNOWN, "live", ttl).unwrap();
         std::thread::sleep(Duration::from_millis(direct.sync_interval_ms));
         instance.changes_since(Guard::EMPTY).unwrap();
         instance.publish(&counts, KNOWN, ttl).unwrap();
@@ -1169,11 +1169,13 @@ fn contributions_are_read_per_stage_and_expire_with_their_instances_lease() {
     b.publish(&contribution("b", 2, 200), KNOWN, ttl).unwrap();
     // Publishing again keeps the lease alive and replaces the value.
     b.publish(&contribution("b", 2, 250), KNOWN, ttl).unwrap();
-    let read = a.contributions(2, KNOWN, "a", ttl).unwrap();
+    let read = a.contributions(KNOWN, "a", ttl).unwrap();
     assert_eq!(read.len(), 1);
     assert_eq!(read[0].as_ref().unwrap(), &contribution("b", 2, 250));
     assert!(
-        a.contributions(3, KNOWN, "a", ttl).unwrap().is_empty(),
+        a.contributions(Guard { stage: 3, ..KNOWN }, "a", ttl)
+            .unwrap()
+            .is_empty(),
         "another stage"
     );
     // A foreign or corrupt value is refused on its own, naming the instance and the field.
@@ -1197,7 +1199,7 @@ fn contributions_are_read_per_stage_and_expire_with_their_instances_lease() {
     .unwrap();
     let read_by = |store: &EtcdStore, except: &str| {
         let mut read: Vec<String> = store
-            .contributions(2, KNOWN, except, ttl)
+            .contributions(KNOWN, except, ttl)
             .unwrap()
             .into_iter()
             .map(|r| match r {
@@ -1213,7 +1215,7 @@ fn contributions_are_read_per_stage_and_expire_with_their_instances_lease() {
         ["b ok", "forged canary.latency", "unleased lease"]
     );
     let refused = a
-        .contributions(2, KNOWN, "a", ttl)
+        .contributions(KNOWN, "a", ttl)
         .unwrap()
         .into_iter()
         .find_map(|r| r.err().filter(|bad| bad.instance == "unleased"))
@@ -1226,7 +1228,7 @@ fn contributions_are_read_per_stage_and_expire_with_their_instances_lease() {
     // lease up to its minimum, so the bound is generous.
     let start = Instant::now();
     while a
-        .contributions(2, KNOWN, "a", ttl)
+        .contributions(KNOWN, "a", ttl)
         .unwrap()
         .iter()
         .any(|r| r.as_ref().is_ok_and(|c| c.instance == "b"))
@@ -1392,11 +1394,14 @@ fn contributions_of_another_stage_however_many_and_new_hide_none_of_the_stage() 
         .map(|n| (format!("behind-{n:03}"), behind.clone()))
         .collect();
     put_contributions(&a, &others, true);
-    let read = read_as_text(a.contributions(2, KNOWN, "a", MINUTE).unwrap());
+    let read = read_as_text(a.contributions(KNOWN, "a", MINUTE).unwrap());
     assert_eq!(read, ["real ok"]);
     // Of stage 1, the newest 256: the last two transactions' 200, then 56 of the first's
     // (one revision: the first in key order).
-    let read = read_as_text(a.contributions(1, KNOWN, "a", MINUTE).unwrap());
+    let read = read_as_text(
+        a.contributions(Guard { stage: 1, ..KNOWN }, "a", MINUTE)
+            .unwrap(),
+    );
     assert_eq!(read.len(), MAX_INSTANCES);
     assert_eq!(read[0], "behind-200 ok");
     assert_eq!(read[MAX_INSTANCES - 1], "behind-055 ok");
@@ -1420,7 +1425,7 @@ fn a_read_of_contributions_stops_at_its_page_bound_and_says_so_once() {
     put_contributions(&a, &kvs, true);
     let keys = bound + 3;
     let lines = LogLines::default();
-    let read = lines.during(|| read_as_text(a.contributions(2, KNOWN, "b", MINUTE).unwrap()));
+    let read = lines.during(|| read_as_text(a.contributions(KNOWN, "b", MINUTE).unwrap()));
     assert_eq!(
         read,
         ["early ok", "a ok"],
@@ -1435,7 +1440,7 @@ fn a_read_of_contributions_stops_at_its_page_bound_and_says_so_once() {
         "{warned:?}"
     );
     // Not again while it lasts; again once it ended and came back.
-    lines.during(|| a.contributions(2, KNOWN, "b", MINUTE).unwrap());
+    lines.during(|| a.contributions(KNOWN, "b", MINUTE).unwrap());
     assert_eq!(lines.lines_at(tracing::Level::WARN).len(), 1);
     // Three keys fewer: every key is read, "zz-late" too (put with "early", at its revision).
     let deleted = delete_range(
@@ -1444,11 +1449,11 @@ fn a_read_of_contributions_stops_at_its_page_bound_and_says_so_once() {
         &a.contribution_key("k-00003"),
     );
     assert_eq!(deleted, "3");
-    let read = lines.during(|| read_as_text(a.contributions(2, KNOWN, "b", MINUTE).unwrap()));
+    let read = lines.during(|| read_as_text(a.contributions(KNOWN, "b", MINUTE).unwrap()));
     assert_eq!(read, ["early ok", "zz-late ok", "a ok"]);
     assert_eq!(lines.lines_at(tracing::Level::WARN).len(), 1);
     put_contributions(&a, &kvs[..1], true);
-    lines.during(|| a.contributions(2, KNOWN, "b", MINUTE).unwrap());
+    lines.during(|| a.contributions(KNOWN, "b", MINUTE).unwrap());
     assert_eq!(lines.lines_at(tracing::Level::WARN).len(), 2);
 }
 
@@ -1470,7 +1475,7 @@ fn contribution_keys_whose_instance_is_not_utf8_are_refused_each_showing_its_byt
         )
         .unwrap();
     }
-    let lines = sorted_lines(a.contributions(2, KNOWN, "a", MINUTE).unwrap());
+    let lines = sorted_lines(a.contributions(KNOWN, "a", MINUTE).unwrap());
     assert_eq!(
         lines,
         [
@@ -1671,13 +1676,13 @@ fn a_value_too_large_to_be_a_contribution_is_refused_alone_naming_its_key() {
     for kv in &kvs {
         put_contributions(&a, std::slice::from_ref(kv), false);
     }
-    let mut read = read_as_text(a.contributions(2, KNOWN, "a", MINUTE).unwrap());
+    let mut read = read_as_text(a.contributions(KNOWN, "a", MINUTE).unwrap());
     read.sort();
     let mut expected: Vec<String> = (0..count).map(|n| format!("junk-{n:02} value")).collect();
     expected.push("real ok".to_string());
     assert_eq!(read, expected);
     let refused = a
-        .contributions(2, KNOWN, "a", MINUTE)
+        .contributions(KNOWN, "a", MINUTE)
         .unwrap()
         .into_iter()
         .find_map(Result::err)
@@ -1713,7 +1718,7 @@ fn a_value_too_large_to_be_a_contribution_is_refused_alone_naming_its_key() {
     .unwrap();
     let read_counting = || {
         let before = requests.load(Ordering::Relaxed);
-        let mut read = read_as_text(b.contributions(2, KNOWN, "a", MINUTE).unwrap());
+        let mut read = read_as_text(b.contributions(KNOWN, "a", MINUTE).unwrap());
         read.sort();
         (read, requests.load(Ordering::Relaxed) - before)
     };
@@ -1791,8 +1796,7 @@ fn a_first_read_spends_a_bounded_number_of_requests_on_values_too_large_then_goe
     let lines = LogLines::default();
     let read_counting = || {
         let before = requests.load(Ordering::Relaxed);
-        let mut read =
-            lines.during(|| read_as_text(b.contributions(2, KNOWN, "a", MINUTE).unwrap()));
+        let mut read = lines.during(|| read_as_text(b.contributions(KNOWN, "a", MINUTE).unwrap()));
         read.sort();
         (read, requests.load(Ordering::Relaxed) - before)
     };
@@ -1857,7 +1861,7 @@ fn a_read_of_many_slow_pages_keeps_the_instances_lease_alive() {
     slow.publish(&contribution("slow", 2, 100), KNOWN, ttl)
         .unwrap();
     let started = Instant::now();
-    let read = slow.contributions(2, KNOWN, "slow", ttl).unwrap();
+    let read = slow.contributions(KNOWN, "slow", ttl).unwrap();
     assert_eq!(pages.load(Ordering::Relaxed), 4);
     assert!(started.elapsed() > ttl, "{:?}", started.elapsed());
     assert_eq!(read.len(), MAX_INSTANCES);
@@ -1981,7 +1985,7 @@ fn keys_of_a_page_above_its_limit_are_read_at_the_first_pages_revision() {
     };
     let mut read = read_as_text(
         through(no_single_key)
-            .contributions(2, KNOWN, "a", MINUTE)
+            .contributions(KNOWN, "a", MINUTE)
             .unwrap(),
     );
     read.sort();
@@ -2007,7 +2011,7 @@ fn keys_of_a_page_above_its_limit_are_read_at_the_first_pages_revision() {
     });
     let mut read = read_as_text(
         through(deleting_after_page_1)
-            .contributions(2, KNOWN, "a", MINUTE)
+            .contributions(KNOWN, "a", MINUTE)
             .unwrap(),
     );
     assert!(deleted.load(Ordering::Relaxed), "page 2 was read");
@@ -2066,7 +2070,7 @@ fn an_unchanged_contribution_is_not_written_again_while_its_lease_lives() {
         .publish(&contribution("a", 2, 101), KNOWN, ttl)
         .unwrap();
     assert!(revision() > changed);
-    let read = store.contributions(2, KNOWN, "b", ttl).unwrap();
+    let read = store.contributions(KNOWN, "b", ttl).unwrap();
     assert_eq!(read[0].as_ref().unwrap(), &contribution("a", 2, 101));
 }
 

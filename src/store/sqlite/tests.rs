@@ -1720,7 +1720,14 @@ fn contributions_are_read_per_stage_without_the_readers_own() {
         .unwrap();
     let seen = |store: &SqliteStore, stage, except| {
         let mut found: Vec<(String, u64)> = store
-            .contributions(stage, FIRST_FILE, except, ttl)
+            .contributions(
+                Guard {
+                    stage,
+                    ..FIRST_FILE
+                },
+                except,
+                ttl,
+            )
             .unwrap()
             .into_iter()
             .map(|c| c.unwrap())
@@ -1737,7 +1744,15 @@ fn contributions_are_read_per_stage_without_the_readers_own() {
     assert_eq!(seen(&a, 3, "a"), [("b".to_string(), 300)]);
     assert_eq!(seen(&other_gate, 2, "x"), [("c".to_string(), 400)]);
     assert_eq!(
-        a.contributions(2, FIRST_FILE, "a", ttl).unwrap()[0]
+        a.contributions(
+            Guard {
+                stage: 2,
+                ..FIRST_FILE
+            },
+            "a",
+            ttl
+        )
+        .unwrap()[0]
             .as_ref()
             .unwrap(),
         &contribution("b", 2, 200),
@@ -1753,10 +1768,10 @@ fn contributions_older_than_their_time_to_live_are_ignored_then_pruned() {
     let ttl = Duration::from_millis(300);
     b.publish(&contribution("b", 1, 200), FIRST_FILE, ttl)
         .unwrap();
-    assert_eq!(a.contributions(1, FIRST_FILE, "a", ttl).unwrap().len(), 1);
+    assert_eq!(a.contributions(FIRST_FILE, "a", ttl).unwrap().len(), 1);
     // b stops publishing (a dead instance); once the time to live has passed, a ignores it...
     let start = std::time::Instant::now();
-    while a.contributions(1, FIRST_FILE, "a", ttl).unwrap().len() == 1 {
+    while a.contributions(FIRST_FILE, "a", ttl).unwrap().len() == 1 {
         assert!(start.elapsed() < Duration::from_secs(5), "never expired");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -1772,7 +1787,7 @@ fn contributions_older_than_their_time_to_live_are_ignored_then_pruned() {
     a.publish(&contribution("a", 1, 100), FIRST_FILE, ttl)
         .unwrap();
     assert_eq!(rows(&a), 1, "only a's own row is left");
-    assert!(a.contributions(1, FIRST_FILE, "a", ttl).unwrap().is_empty());
+    assert!(a.contributions(FIRST_FILE, "a", ttl).unwrap().is_empty());
     // A row dated far ahead (by hand, or before the clock was set back) would never expire
     // and, read first, would push live instances out of the read: ignored, then pruned.
     b.publish(&contribution("b", 1, 200), FIRST_FILE, ttl)
@@ -1783,7 +1798,7 @@ fn contributions_older_than_their_time_to_live_are_ignored_then_pruned() {
             [i64::MAX],
         )
         .unwrap();
-    assert!(a.contributions(1, FIRST_FILE, "a", ttl).unwrap().is_empty());
+    assert!(a.contributions(FIRST_FILE, "a", ttl).unwrap().is_empty());
     a.publish(&contribution("a", 1, 100), FIRST_FILE, ttl)
         .unwrap();
     assert_eq!(rows(&a), 1, "the row dated ahead is pruned");
@@ -1835,7 +1850,7 @@ fn bad_contribution_rows_are_refused_one_by_one_naming_the_instance_and_the_colu
             "long",
         );
     }
-    let rows = store.contributions(1, FIRST_FILE, "me", ttl).unwrap();
+    let rows = store.contributions(FIRST_FILE, "me", ttl).unwrap();
     let long = rows
         .iter()
         .find_map(|row| row.as_ref().err().filter(|bad| bad.field == "instance"))
@@ -1913,7 +1928,7 @@ fn contribution_rows_whose_instance_is_a_blob_are_refused_each_showing_its_value
         .unwrap();
     }
     let mut lines: Vec<String> = store
-        .contributions(1, FIRST_FILE, "me", ttl)
+        .contributions(FIRST_FILE, "me", ttl)
         .unwrap()
         .into_iter()
         .map(|row| row.unwrap_err().to_string())
@@ -1952,7 +1967,7 @@ fn contribution_rows_whose_instance_is_not_utf8_are_refused_each_showing_its_byt
             .unwrap();
         }
     }
-    let lines = sorted_lines(store.contributions(1, FIRST_FILE, "me", ttl).unwrap());
+    let lines = sorted_lines(store.contributions(FIRST_FILE, "me", ttl).unwrap());
     assert_eq!(
         lines,
         [
@@ -1982,7 +1997,7 @@ fn at_most_max_instances_contributions_are_read() {
         }
     }
     assert_eq!(
-        store.contributions(1, FIRST_FILE, "me", ttl).unwrap().len(),
+        store.contributions(FIRST_FILE, "me", ttl).unwrap().len(),
         MAX_INSTANCES
     );
 }
@@ -2029,7 +2044,7 @@ fn a_store_whose_file_was_removed_writes_to_the_file_created_at_its_path() {
     let ttl = Duration::from_secs(60);
     b.publish(&contribution("b", 1, 100), SECOND_FILE, ttl)
         .unwrap();
-    assert_eq!(c.contributions(1, FIRST_FILE, "c", ttl).unwrap().len(), 1);
+    assert_eq!(c.contributions(FIRST_FILE, "c", ttl).unwrap().len(), 1);
 }
 
 #[test]
@@ -2180,12 +2195,12 @@ fn contributions_to_a_stage_of_the_old_file_are_not_published_or_read_in_the_new
         refused.to_string().contains(&naming("published")),
         "{refused}"
     );
-    let refused = store.contributions(1, FIRST_FILE, "me", ttl).unwrap_err();
+    let refused = store.contributions(FIRST_FILE, "me", ttl).unwrap_err();
     assert_eq!(refused.problem(), StoreProblem::Conflict);
     assert!(refused.to_string().contains(&naming("read")), "{refused}");
     let rows = || {
         store
-            .contributions(1, SECOND_FILE, "nobody", ttl)
+            .contributions(SECOND_FILE, "nobody", ttl)
             .unwrap()
             .len()
     };
@@ -2195,12 +2210,37 @@ fn contributions_to_a_stage_of_the_old_file_are_not_published_or_read_in_the_new
         .unwrap();
     assert_eq!(rows(), 2);
     assert_eq!(
-        store
-            .contributions(1, SECOND_FILE, "me", ttl)
-            .unwrap()
-            .len(),
+        store.contributions(SECOND_FILE, "me", ttl).unwrap().len(),
         1
     );
+}
+
+/// A guard of no state (version 0: an empty store's, before the gate's first write) is of no
+/// file ([`Guard::of_another_file`]): contributions to its stage are published and read in
+/// whichever file the path names, whatever the guard's epoch, while those of a state of the
+/// old file are refused there.
+#[test]
+fn contributions_of_no_state_known_are_of_any_file() {
+    let (_dir, _path, store, other) =
+        two_stores_then_a_new_file_at_their_numbers("no-state-contributions");
+    let ttl = Duration::from_secs(60);
+    let nothing_known = |epoch| Guard {
+        version: 0,
+        stage: 0,
+        epoch,
+    };
+    for (epoch, requests) in [(0, 100), (1, 200), (7, 300)] {
+        store
+            .publish(&contribution("me", 0, requests), nothing_known(epoch), ttl)
+            .unwrap_or_else(|e| panic!("refused at epoch {epoch}: {e}"));
+        let read = other
+            .contributions(nothing_known(epoch), "other", ttl)
+            .unwrap_or_else(|e| panic!("refused at epoch {epoch}: {e}"));
+        assert_eq!(read.len(), 1, "epoch {epoch}");
+        assert_eq!(read[0].as_ref().unwrap(), &contribution("me", 0, requests));
+    }
+    let refused = other.contributions(FIRST_FILE, "other", ttl).unwrap_err();
+    assert_eq!(refused.problem(), StoreProblem::Conflict, "{refused}");
 }
 
 /// The sync thread reads the new file's state without the writer lock, and a host's write,
