@@ -13,8 +13,11 @@
 //     connection upgrade (WebSocket...) the upstream granted (101) is a success once the
 //     client's connection was hijacked for it, whatever the exchange that follows does; one it
 //     refused is its status's outcome (a 503 a failure), and a 101 to another protocol than the
-//     one asked, or to an invalid one, a failure (a gate that saw only an upgrade's failures
-//     read 100 % errors for any share of refusals, and never rolled back). What
+//     one asked (or to one of several asked), or to an invalid one, or to a request that asked
+//     no upgrade (no Upgrade header, or one without Connection: upgrade), a failure timed at
+//     the 101, as the ReverseProxy refuses it (its upgradeType and handleUpgradeResponse: a
+//     gate that saw only an upgrade's failures read 100 % errors for any share of refusals,
+//     and never rolled back). What
 //     the client caused is not: a request the ReverseProxy refuses before sending it (an
 //     Upgrade header that is not printable ASCII) is not recorded, nor is one whose body
 //     never arrived whole (a malformed chunk or a body shorter than its Content-Length,
@@ -815,8 +818,8 @@ func (p *Proxy) StatusHandler() http.Handler {
 // ReverseProxy refused before sending it (an invalid Upgrade header: the handler is given the
 // client's request then, not the outgoing copy) records nothing, nor does an error once the
 // ReverseProxy took an upgrade the upstream granted (see Hijack, which recorded it or not); a
-// 101 the ReverseProxy refuses (to another protocol than the one asked, or to an invalid one)
-// is the upstream's failure. A request whose body never arrived whole (a malformed chunk, a body
+// 101 the ReverseProxy refuses (to another protocol than the one asked, or to an invalid one,
+// or to a request that asked no upgrade) is the upstream's failure. A request whose body never arrived whole (a malformed chunk, a body
 // over a MaxBytesHandler limit, the server's ReadTimeout, a client that left mid-upload, a
 // deadline that fell while the Transport waited for the client's bytes) is the upstream's
 // only when it held the request longer than the client's reads did (an upstream slow to take
@@ -831,7 +834,7 @@ func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 	if ow, ok := w.(*outcomeWriter); ok {
 		// A response still kept is one the ReverseProxy leaves open: a 101 it could not switch
 		// to (the host's writer cannot hijack, the upstream switched to another protocol than
-		// the one asked, or to an invalid one), whose body is the upstream's connection, which
+		// the one asked, or to an invalid one, or the request asked none), whose body is the upstream's connection, which
 		// nothing else closes until a GC. None is kept when none came, or after ModifyResponse's
 		// error (the ReverseProxy closed its body); once the client's connection was hijacked
 		// its body is nil, and after a hijack that failed the ReverseProxy closes the
