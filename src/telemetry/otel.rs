@@ -40,7 +40,7 @@ mod counters;
 mod shared_window;
 
 use counters::{Counted, Outcome, Series};
-use shared_window::SharedWindow;
+use shared_window::{Generation, SharedWindow};
 
 /// The instrumentation scope's name: of the global meter and tracer this module uses.
 ///
@@ -121,6 +121,7 @@ impl Drop for GateInstruments {
     fn drop(&mut self) {
         let mut followed = self.observed.followed();
         followed.gate = Weak::new();
+        followed.generation = followed.generation.next();
         followed.counted = Counted::default();
         drop(followed);
         self.observed.window.forget();
@@ -138,6 +139,8 @@ struct Observed {
 #[derive(Default)]
 struct Followed {
     gate: Weak<PromotionGateManager>,
+    /// The following of `gate`, which the window gauges' shared read is kept by.
+    generation: Generation,
     counted: Counted,
 }
 
@@ -158,13 +161,14 @@ impl Observed {
     {
         let bit = self.window.next_bit();
         let shared = Arc::clone(self);
-        Box::new(move |g, o, a| read(&shared.window.take(g, bit), o, a))
+        Box::new(move |g, generation, o, a| read(&shared.window.take(g, generation, bit), o, a))
     }
 
     /// The instruments of a gate: `gate`'s, none of its counter series reported yet.
     fn of(gate: &Arc<PromotionGateManager>) -> Self {
         let followed = Followed {
             gate: Arc::downgrade(gate),
+            generation: Generation::default(),
             counted: Counted::of(gate),
         };
         Self {
@@ -184,6 +188,7 @@ impl Observed {
         let old = followed.gate.upgrade();
         let last_of_name = followed.counted.follow(old.as_ref(), gate);
         followed.gate = Arc::downgrade(gate);
+        followed.generation = followed.generation.next();
         drop(followed);
         // The old gate (or the one last followed under the new one's name) may go here, with
         // the last owner: not under the lock.
@@ -191,9 +196,11 @@ impl Observed {
         self.window.forget();
     }
 
-    /// The observed gate, while it lives.
-    fn gate(&self) -> Option<Arc<PromotionGateManager>> {
-        self.followed().gate.upgrade()
+    /// The observed gate, while it lives, and the generation it is followed at.
+    fn gate(&self) -> Option<(Arc<PromotionGateManager>, Generation)> {
+        let followed = self.followed();
+        let gate = followed.gate.upgrade()?;
+        Some((gate, followed.generation))
     }
 
     /// Observes the counter series `of` selects: `read` of the followed gate while it lives,
@@ -281,7 +288,11 @@ pub fn observe(gate: &Arc<PromotionGateManager>, meter: &Meter) -> GateInstrumen
             .f64_observable_gauge(name)
             .with_unit(unit)
             .with_description(help)
-            .with_callback(move |observer| with_gate(&gate, |g, attrs| read(g, observer, attrs)))
+            .with_callback(move |observer| {
+                with_gate(&gate, |g, generation, attrs| {
+                    read(g, generation, observer, attrs)
+                });
+            })
             .build()
     };
     let gauges = vec![
@@ -435,9 +446,11 @@ pub fn observe(gate: &Arc<PromotionGateManager>, meter: &Meter) -> GateInstrumen
     }
 }
 
-/// What one gauge reads from a live gate, given its observer and the gate's attributes.
-type Reading =
-    Box<dyn Fn(&PromotionGateManager, &dyn AsyncInstrument<f64>, &[KeyValue]) + Send + Sync>;
+/// What one gauge reads from a live gate followed at a generation, given its observer and the
+/// gate's attributes.
+type Reading = Box<
+    dyn Fn(&PromotionGateManager, Generation, &dyn AsyncInstrument<f64>, &[KeyValue]) + Send + Sync,
+>;
 
 /// What one window gauge reads from the window, given its observer and the gate's attributes.
 type WindowRead = dyn Fn(&WindowExport, &dyn AsyncInstrument<f64>, &[KeyValue]) + Send + Sync;
@@ -496,13 +509,17 @@ fn outcome_counter(
         .build()
 }
 
-/// Runs `read` on the observed gate if there is one alive, with its `promotion.gate` attribute.
-/// Once the gate is gone, the last read of its window goes too.
-fn with_gate(observed: &Observed, read: impl FnOnce(&PromotionGateManager, &[KeyValue])) {
+/// Runs `read` on the observed gate if there is one alive, with the generation it is followed
+/// at and its `promotion.gate` attribute. Once the gate is gone, the last read of its window
+/// goes too.
+fn with_gate(
+    observed: &Observed,
+    read: impl FnOnce(&PromotionGateManager, Generation, &[KeyValue]),
+) {
     match observed.gate() {
-        Some(gate) => {
+        Some((gate, generation)) => {
             let attrs = [KeyValue::new("promotion.gate", gate.gate_name())];
-            read(&gate, &attrs);
+            read(&gate, generation, &attrs);
         }
         None => observed.window.forget(),
     }

@@ -29,6 +29,20 @@ const MAX_COLLECTING: usize = 16;
 /// at every gauge, and sees about one read per other reader's collection meanwhile.
 const STALE_AFTER_READS: u64 = 64;
 
+/// Which following of a gate by the instruments a read is of: the instruments' first gate
+/// is followed at the default one, and each `follow` (and the instruments' drop) takes the
+/// next, under the lock that publishes the gate, so that a gauge finds the gate and its
+/// generation together.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Generation(u64);
+
+impl Generation {
+    /// The generation after this one.
+    pub(super) fn next(self) -> Self {
+        Self(self.0.wrapping_add(1))
+    }
+}
+
 #[derive(Debug, Default)]
 pub(super) struct SharedWindow {
     state: Mutex<SharedState>,
@@ -48,12 +62,12 @@ struct SharedState {
 #[derive(Debug)]
 struct Collection {
     thread: ThreadId,
-    /// The gate `window` was read from, by address: a gauge of another gate reads anew (the
-    /// instruments followed it while a gauge held the gate before, whose read came after the
-    /// [`SharedWindow::forget`] of the `follow`). An address is compared, never read; a gate made
-    /// at the address of one gone comes after a `forget` of its own (it is followed), which
-    /// lets go of a read of the gate gone.
-    gate: usize,
+    /// The following of the gate `window` was read from: a gauge of another reads anew (the
+    /// instruments followed another gate while a gauge held the gate before, whose read came
+    /// after the [`SharedWindow::forget`] of the `follow`). Not the gate's address: a gate made
+    /// at the address of one gone is published by its `follow` before that `forget` runs, so a
+    /// gauge may take it in between, and would take the read of the gate gone.
+    generation: Generation,
     /// Its last read, until every gauge took it (or it was let go of).
     window: Option<Arc<WindowExport>>,
     /// The gauges (by bit) that took `window`.
@@ -86,14 +100,18 @@ impl SharedWindow {
         }
     }
 
-    /// The read the gauge `bit` is to show of `gate` in the calling thread's collection: its
-    /// current one unless the gauge took it already (a new collection: read anew), or a new
-    /// one when the last was let go of or is of another gate (the instruments followed `gate`
-    /// meanwhile: the rest of the collection shares a read of `gate`, as after a `forget`).
-    /// The last gauge to take a read lets go of it.
-    pub(super) fn take(&self, gate: &PromotionGateManager, bit: u64) -> Arc<WindowExport> {
+    /// The read the gauge `bit` is to show of `gate`, followed at `generation`, in the calling
+    /// thread's collection: its current one unless the gauge took it already (a new
+    /// collection: read anew), or a new one when the last was let go of or is of another
+    /// generation (the instruments followed `gate` meanwhile: the rest of the collection shares
+    /// a read of `gate`, as after a `forget`). The last gauge to take a read lets go of it.
+    pub(super) fn take(
+        &self,
+        gate: &PromotionGateManager,
+        generation: Generation,
+        bit: u64,
+    ) -> Arc<WindowExport> {
         let thread = thread::current().id();
-        let address = std::ptr::from_ref(gate).addr();
         let mut state = self.state();
         let state = &mut *state;
         let every_gauge = match state.gauges {
@@ -111,7 +129,7 @@ impl SharedWindow {
                 }
                 state.collections.push(Collection {
                     thread,
-                    gate: address,
+                    generation,
                     window: None,
                     taken: 0,
                     used: state.reads,
@@ -124,7 +142,7 @@ impl SharedWindow {
         let new_collection = collection.taken & bit != 0;
         if let Some(window) = &collection.window
             && !new_collection
-            && collection.gate == address
+            && collection.generation == generation
         {
             let window = Arc::clone(window);
             collection.taken |= bit;
@@ -134,7 +152,7 @@ impl SharedWindow {
             return window;
         }
         let window = Arc::new(gate.window_export());
-        collection.gate = address;
+        collection.generation = generation;
         collection.taken = if new_collection {
             bit
         } else {
@@ -170,6 +188,10 @@ mod tests {
         PromotionGateManager::new(PromotionConfig::default(), slo).unwrap()
     }
 
+    /// The generations of a gate followed first and of one followed after it.
+    const FIRST: Generation = Generation(0);
+    const SECOND: Generation = Generation(1);
+
     /// The reads of three gauges, of the bits 1, 2 and 4.
     fn shared_by_three() -> SharedWindow {
         let shared = SharedWindow::default();
@@ -179,6 +201,31 @@ mod tests {
         shared
     }
 
+    /// A whole collection by the three gauges of [`shared_by_three`], on this thread: the
+    /// read they all took.
+    fn collect(
+        shared: &SharedWindow,
+        gate: &PromotionGateManager,
+        generation: Generation,
+    ) -> Arc<WindowExport> {
+        let first = shared.take(gate, generation, 1);
+        assert!(Arc::ptr_eq(&first, &shared.take(gate, generation, 2)));
+        assert!(Arc::ptr_eq(&first, &shared.take(gate, generation, 4)));
+        first
+    }
+
+    /// The read the first two gauges of [`shared_by_three`] took, at the first generation, of a
+    /// `gate` that recorded a request since.
+    fn two_gauges_then_a_request(
+        shared: &SharedWindow,
+        gate: &PromotionGateManager,
+    ) -> Arc<WindowExport> {
+        let read = shared.take(gate, FIRST, 1);
+        assert!(Arc::ptr_eq(&read, &shared.take(gate, FIRST, 2)));
+        gate.record_request_outcome("u", true, Duration::from_millis(1));
+        read
+    }
+
     /// Each collection's read was kept until the thread's next collection, which reads anew:
     /// two latency histograms held for nothing, per collecting thread.
     #[test]
@@ -186,41 +233,37 @@ mod tests {
         let gate = gate();
         let shared = shared_by_three();
         for _ in 0..2 {
-            let read = Arc::downgrade(&shared.take(&gate, 1));
-            shared.take(&gate, 2);
+            let read = Arc::downgrade(&shared.take(&gate, FIRST, 1));
+            shared.take(&gate, FIRST, 2);
             assert!(read.upgrade().is_some(), "kept for the third gauge");
-            shared.take(&gate, 4);
+            shared.take(&gate, FIRST, 4);
             assert!(read.upgrade().is_none(), "every gauge took it");
         }
         // A read made for the last gauge to take one (the one before was let go of, as the
         // gate was followed) is not kept either.
-        shared.take(&gate, 1);
-        shared.take(&gate, 2);
+        shared.take(&gate, FIRST, 1);
+        shared.take(&gate, FIRST, 2);
         shared.forget();
-        let read = Arc::downgrade(&shared.take(&gate, 4));
+        let read = Arc::downgrade(&shared.take(&gate, FIRST, 4));
         assert!(read.upgrade().is_none());
         // The bits are kept: the next collection shares one read again.
-        let first = shared.take(&gate, 1);
-        assert!(Arc::ptr_eq(&first, &shared.take(&gate, 2)));
-        assert!(Arc::ptr_eq(&first, &shared.take(&gate, 4)));
+        collect(&shared, &gate, FIRST);
     }
 
     #[test]
     fn the_window_gauges_of_a_collection_share_one_read_and_the_next_collection_reads_again() {
         let gate = gate();
         let shared = shared_by_three();
-        let first = shared.take(&gate, 1);
-        assert!(Arc::ptr_eq(&first, &shared.take(&gate, 2)));
-        gate.record_request_outcome("u", true, Duration::from_millis(1));
+        let first = two_gauges_then_a_request(&shared, &gate);
         // Still the same collection: the same read, not the request since.
-        let third = shared.take(&gate, 4);
+        let third = shared.take(&gate, FIRST, 4);
         assert!(Arc::ptr_eq(&first, &third));
         assert_eq!(third.evidence(Cohort::Stable).requests, 0);
         // The first gauge again: a new collection, a new read.
-        let next = shared.take(&gate, 1);
+        let next = shared.take(&gate, FIRST, 1);
         assert!(!Arc::ptr_eq(&first, &next));
         assert_eq!(next.evidence(Cohort::Stable).requests, 1);
-        assert!(Arc::ptr_eq(&next, &shared.take(&gate, 4)));
+        assert!(Arc::ptr_eq(&next, &shared.take(&gate, FIRST, 4)));
     }
 
     #[test]
@@ -228,17 +271,15 @@ mod tests {
         let gate = gate();
         let shared = shared_by_three();
         for bit in [1, 2, 4] {
-            shared.take(&gate, bit);
+            shared.take(&gate, FIRST, bit);
         }
         // A collection under way when the gate is followed (or the instruments dropped).
-        shared.take(&gate, 1);
-        shared.take(&gate, 2);
+        shared.take(&gate, FIRST, 1);
+        shared.take(&gate, FIRST, 2);
         shared.forget();
-        shared.take(&gate, 4);
+        shared.take(&gate, FIRST, 4);
         for _ in 0..3 {
-            let first = shared.take(&gate, 1);
-            assert!(Arc::ptr_eq(&first, &shared.take(&gate, 2)));
-            assert!(Arc::ptr_eq(&first, &shared.take(&gate, 4)));
+            collect(&shared, &gate, FIRST);
         }
     }
 
@@ -251,39 +292,51 @@ mod tests {
         b.record_request_outcome("u", true, Duration::from_millis(1));
         let shared = shared_by_three();
         shared.forget();
-        let of_a = shared.take(&a, 1);
-        let of_b = shared.take(&b, 2);
+        let of_a = shared.take(&a, FIRST, 1);
+        let of_b = shared.take(&b, SECOND, 2);
         assert!(!Arc::ptr_eq(&of_a, &of_b));
         assert_eq!(of_b.evidence(Cohort::Stable).requests, 1);
         // The rest of the collection shares b's read, and the next ones share one read each.
-        assert!(Arc::ptr_eq(&of_b, &shared.take(&b, 4)));
+        assert!(Arc::ptr_eq(&of_b, &shared.take(&b, SECOND, 4)));
         for _ in 0..2 {
-            let next = shared.take(&b, 1);
-            assert!(!Arc::ptr_eq(&next, &of_b));
-            assert!(Arc::ptr_eq(&next, &shared.take(&b, 2)));
-            assert!(Arc::ptr_eq(&next, &shared.take(&b, 4)));
+            assert!(!Arc::ptr_eq(&collect(&shared, &b, SECOND), &of_b));
         }
+    }
+
+    /// A gate made at the address of one gone and followed: a gauge may take a read between
+    /// the `follow` that published the gate and its `forget`, and it took the gate gone's read
+    /// when reads were told apart by the gate's address. Here the same gate stands for both.
+    #[test]
+    fn a_read_of_another_generation_is_not_taken_even_of_a_gate_at_the_same_address() {
+        let gate = gate();
+        let shared = shared_by_three();
+        let before = two_gauges_then_a_request(&shared, &gate);
+        // Followed again (no `forget` yet): the third gauge reads anew.
+        let after = shared.take(&gate, SECOND, 4);
+        assert!(!Arc::ptr_eq(&before, &after));
+        assert_eq!(after.evidence(Cohort::Stable).requests, 1);
+        // The next collection shares one read of the new generation.
+        let next = collect(&shared, &gate, SECOND);
+        assert_eq!(next.evidence(Cohort::Stable).requests, 1);
     }
 
     #[test]
     fn another_readers_collection_on_another_thread_leaves_this_ones_read_alone() {
         let gate = gate();
         let shared = shared_by_three();
-        let first = shared.take(&gate, 1);
+        let first = shared.take(&gate, FIRST, 1);
         // Another reader collects in full meanwhile, on its thread, and again.
         for _ in 0..2 {
             thread::scope(|s| {
                 s.spawn(|| {
-                    let theirs = shared.take(&gate, 1);
-                    assert!(Arc::ptr_eq(&theirs, &shared.take(&gate, 2)));
-                    assert!(Arc::ptr_eq(&theirs, &shared.take(&gate, 4)));
+                    collect(&shared, &gate, FIRST);
                 });
             });
         }
-        assert!(Arc::ptr_eq(&first, &shared.take(&gate, 2)));
-        assert!(Arc::ptr_eq(&first, &shared.take(&gate, 4)));
+        assert!(Arc::ptr_eq(&first, &shared.take(&gate, FIRST, 2)));
+        assert!(Arc::ptr_eq(&first, &shared.take(&gate, FIRST, 4)));
         assert!(
-            !Arc::ptr_eq(&first, &shared.take(&gate, 1)),
+            !Arc::ptr_eq(&first, &shared.take(&gate, FIRST, 1)),
             "a new collection"
         );
     }
@@ -294,14 +347,14 @@ mod tests {
         let shared = shared_by_three();
         for _ in 0..3 * MAX_COLLECTING {
             thread::scope(|s| {
-                s.spawn(|| shared.take(&gate, 1));
+                s.spawn(|| shared.take(&gate, FIRST, 1));
             });
             assert!(shared.collections() <= MAX_COLLECTING);
         }
         assert_eq!(shared.collections(), MAX_COLLECTING);
         // This thread alone collects: the others' reads go once stale.
         for _ in 0..=STALE_AFTER_READS {
-            shared.take(&gate, 1);
+            shared.take(&gate, FIRST, 1);
         }
         assert_eq!(shared.collections(), 1);
     }
