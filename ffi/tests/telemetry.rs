@@ -223,6 +223,19 @@ fn a_hosts_counts_replace_the_gates_outcome_counters() {
 /// before a gate's window is read, which may make an evaluation and roll back: as
 /// `pgate_read_health`, a refused call changes nothing. Two gates of one name were read (and
 /// refused as such) before the NULL `len_out` was seen.
+///
+/// What this shows of the order: the two gates of one name with a NULL `len_out` are refused
+/// as `PGATE_STATUS_NULL_POINTER` (`PGATE_STATUS_INVALID_ARGUMENT` when the outputs were
+/// checked after the read; checked by moving `text_out` back after it), and no output is
+/// written. What it does not show: that a refused call makes no evaluation. A read makes one
+/// only when the record path asked for it, having found the window held (by a read or
+/// another evaluation; `Monitor::wanted_evaluation`), and the window's holder takes that ask
+/// as it lets go, so none is left for a later read (save after `WANTED_IN_TURN` evaluations
+/// in a row, each asked for by a thread recording while the one before held the window: a
+/// race no test here arranges); an evaluation that falls due with the interval is made by the
+/// record path itself. No call of the C ABI leaves an ask for the calls below, so the change
+/// count checked at the end is the same whatever the order: it shows only that the refusals
+/// themselves change nothing.
 #[test]
 fn outputs_are_checked_before_a_window_is_read() {
     let gate = new_gate(r#"{"gate": "checkout"}"#).cast_const();
