@@ -38,6 +38,10 @@ typedef struct {
      * states_existed), see ngx_http_pgate_anchor and ngx_http_pgate_routed_first */
     ngx_uint_t                   states_before;
     unsigned                     states_existed:1;
+    /* that route came while an upstream was under way, none of whose attempts is the routed
+     * upstream's: until the next upstream's separator is found past states_before, where the
+     * anchor then moves (ngx_http_pgate_anchored), the routed upstream has not started */
+    unsigned                     under_way:1;
     /* the first upstream started after the route is none a gate chose (each routed by an
      * upstream that never made its request): nothing is recorded (ngx_http_pgate_wrap_peer) */
     unsigned                     unreached:1;
@@ -130,7 +134,8 @@ ngx_http_pgate_get_ctx(ngx_http_request_t *r)
 /*
  * The index in r->upstream_states of the routed upstream's first attempt, the routed upstream
  * being the first one the request starts after its first route that may record (a gate read
- * by a balancer's key, in an upstream already started, chose none). nginx makes the array
+ * by a balancer's key, in an upstream already started, chose none), other than one under way
+ * then (known once ngx_http_pgate_anchored, below, finds it). nginx makes the array
  * when a request starts its first upstream (and pushes nothing yet), and every later upstream
  * first pushes an empty separator: so the routed upstream's attempts start at 0 if the
  * request had no array at that route, else one after the states it had. An upstream that
@@ -146,14 +151,76 @@ ngx_http_pgate_routed_first(ngx_http_pgate_ctx_t *ctx)
 
 
 /*
+ * Whether `state` is the empty separator nginx pushes at the start of each upstream after the
+ * request's first (ngx_http_upstream_init_request zeroes it, and no later write reaches it),
+ * not an attempt: ngx_http_upstream_connect gives each attempt connect_time -1 at once, then
+ * the peer's name once it has one, and sets connect_time only once connected. An attempt
+ * whose connection could not be made at all (ngx_event_connect_peer's NGX_ERROR: no socket,
+ * no free connection) keeps no peer, as a separator, but connect_time -1.
+ */
+static ngx_inline ngx_uint_t
+ngx_http_pgate_separator(ngx_http_upstream_state_t *state)
+{
+    return state->peer == NULL && state->connect_time != (ngx_msec_t) -1;
+}
+
+
+/*
+ * Whether the routed upstream's place in r->upstream_states is known
+ * (ngx_http_pgate_routed_first). It is, unless the first route that may record came while an
+ * upstream was under way (ctx->under_way, ngx_http_pgate_anchor): that upstream's later
+ * attempts follow the states the request had then, and the routed upstream is the next one the
+ * request starts, whose separator comes after them (the upstream under way made the array, so
+ * every later upstream pushes one before its peer init; one answered from the cache pushes
+ * nothing, and is not taken). Once found, the anchor moves to it: the routed upstream's first
+ * attempt is the state after that separator, as for a route made between two upstreams. None
+ * found: the upstream under way is the last one so far, and the routed one has not started.
+ * Cold: searched only while such a route waits, at a peer init, a later gate's first route and
+ * the log phase.
+ */
+static ngx_uint_t
+ngx_http_pgate_anchored(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx)
+{
+    ngx_uint_t                  i;
+    ngx_http_upstream_state_t  *states;
+
+    if (!ctx->under_way) {
+        return 1;
+    }
+
+    if (r->upstream_states == NULL) {
+        return 0;
+    }
+
+    states = r->upstream_states->elts;
+
+    for (i = ctx->states_before; i < r->upstream_states->nelts; i++) {
+        if (ngx_http_pgate_separator(&states[i])) {
+            ctx->states_existed = 1;
+            ctx->states_before = i;
+            ctx->under_way = 0;
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
  * Whether the request's upstream has started since its first route that may record: a peer
  * was asked for (a wrapped one), or r->upstream_states grew past what it held then (it is
  * made, or given the next upstream's separator, after the upstream's create_request, whose
- * header values may still route).
+ * header values may still route); past the attempts of the upstream under way then, if one
+ * was (ngx_http_pgate_anchored).
  */
 static ngx_uint_t
 ngx_http_pgate_upstream_started(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx)
 {
+    if (!ngx_http_pgate_anchored(r, ctx)) {
+        return 0;
+    }
+
     if (ctx->upstream_start_ns != 0) {
         return 1;
     }
@@ -196,25 +263,12 @@ ngx_http_pgate_create_ctx(ngx_http_request_t *r, ngx_uint_t gates)
 
 
 /*
- * Takes the request's upstream states as they stand now as those before its routed upstream
- * (ngx_http_pgate_routed_first): done by its first route that may record, whatever routes
- * came before it that may not (ngx_http_pgate_route).
- */
-static void
-ngx_http_pgate_anchor(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx)
-{
-    ctx->states_existed = r->upstream_states != NULL;
-    ctx->states_before = ctx->states_existed ? r->upstream_states->nelts : 0;
-    ctx->unreached = 0;
-}
-
-
-/*
  * Whether the main request's upstream is under way: nginx sets u->cleanup once the upstream
- * has made its request (after create_request, whose header values may still route) and
- * clears it when the upstream is finalized (an error page's location reached by that
- * finalization starts with none; one a filter finalized, a 412 of the not-modified filter say,
- * starts while it is still set).
+ * has made its request (after create_request, whose header values may still route, and after
+ * it made r->upstream_states or pushed its separator there) and clears it when the upstream
+ * is finalized (an error page's location reached by that finalization starts with none; one
+ * a filter finalized, a 412 of the not-modified filter say, starts while it is still set,
+ * and the error page's own upstream finalizes it as it is made).
  */
 static ngx_uint_t
 ngx_http_pgate_upstream_under_way(ngx_http_request_t *r)
@@ -223,6 +277,23 @@ ngx_http_pgate_upstream_under_way(ngx_http_request_t *r)
 
     u = r->main->upstream;
     return u != NULL && u->cleanup != NULL;
+}
+
+
+/*
+ * Takes the request's upstream states as they stand now as those before its routed upstream
+ * (ngx_http_pgate_routed_first): done by its first route that may record, whatever routes
+ * came before it that may not (ngx_http_pgate_route). While an upstream is under way, its
+ * later attempts come after them too: the routed upstream's start is then found at its
+ * separator (ngx_http_pgate_anchored).
+ */
+static void
+ngx_http_pgate_anchor(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx)
+{
+    ctx->states_existed = r->upstream_states != NULL;
+    ctx->states_before = ctx->states_existed ? r->upstream_states->nelts : 0;
+    ctx->under_way = ngx_http_pgate_upstream_under_way(r);
+    ctx->unreached = 0;
 }
 
 
@@ -466,17 +537,18 @@ ngx_http_pgate_finalize(ngx_http_request_t *r, ngx_int_t rc)
 /*
  * Wraps the peer of the routed upstream, just made by its peer init: the first upstream a
  * routed request starts after it was routed (ngx_http_pgate_routed_first: no attempt of any
- * upstream pushed since). A later upstream of the same request (a named location that
- * error_page sends to stable, say, also after a routed upstream that never tried a peer) is
- * not the routed one and is left alone. A gate read by an upstream's own handler (proxy_pass
- * evaluating $promotion_gate_<name> before it makes its request) chose that upstream object
- * (route->upstream): if another one starts first, the chosen one never started (nginx
- * answered an error first, a request body the client cut short or malformed, 400, before
+ * upstream pushed since, but those of an upstream under way then, ngx_http_pgate_anchored,
+ * whose peer init came before the route). A later upstream of the same request (a named
+ * location that error_page sends to stable, say, also after a routed upstream that never tried
+ * a peer) is not the routed one and is left alone. A gate read by an upstream's own handler
+ * (proxy_pass evaluating $promotion_gate_<name> before it makes its request) chose that
+ * upstream object (route->upstream): if another one starts first, the chosen one never started
+ * (nginx answered an error first, a request body the client cut short or malformed, 400, before
  * proxy_pass could send it, and error_page sent that answer to a location that proxies), and
- * that upstream's outcome is not the gate's: the route is made unrecordable, and a request
- * left with none records nothing (unreached). A gate read before (set, if, a map they read)
- * chose no upstream object: the first upstream started after it is the one it chose, also
- * through an error page (`if (...) { return 418; }` with `error_page 418 = @canary`).
+ * that upstream's outcome is not the gate's: the route is made unrecordable, and a request left
+ * with none records nothing (unreached). A gate read before (set, if, a map they read) chose no
+ * upstream object: the first upstream started after it is the one it chose, also through an
+ * error page (`if (...) { return 418; }` with `error_page 418 = @canary`).
  */
 static ngx_int_t
 ngx_http_pgate_wrap_peer(ngx_http_request_t *r)
@@ -489,6 +561,7 @@ ngx_http_pgate_wrap_peer(ngx_http_request_t *r)
 
     ctx = ngx_http_pgate_get_ctx(r);
     if (ctx == NULL || ctx->original_get != NULL || ctx->unreached
+        || !ngx_http_pgate_anchored(r, ctx)
         || r->upstream_states->nelts != ngx_http_pgate_routed_first(ctx))
     {
         return NGX_OK;          /* not routed, or not the routed upstream */
@@ -926,13 +999,12 @@ ngx_http_pgate_route(ngx_http_request_t *r, ngx_uint_t index)
         /* the request's first route that may record: any upstream started before it was
          * chosen by no gate (none routed, or only by a balancer's key, or a route whose
          * upstream never started: unreached), and the first upstream started from now on is
-         * this decision's, an error page's too; but while an upstream is under way (a
-         * mirror's subrequest read between its attempts, a variable read for each attempt)
-         * its next attempts would be taken for this decision's: none chose that upstream */
-        route->recordable = !ngx_http_pgate_upstream_under_way(r);
-        if (route->recordable) {
-            ngx_http_pgate_anchor(r, ctx);
-        }
+         * this decision's, an error page's too. One under way now (a mirror's subrequest
+         * read between its attempts, a variable read for each attempt, an error page's set
+         * that a filter finalized while it ran) is none of them: its next attempts are not
+         * this decision's, the next upstream the request starts is (ngx_http_pgate_anchor) */
+        route->recordable = 1;
+        ngx_http_pgate_anchor(r, ctx);
 
     } else {
         /* asked once the routed upstream had started (a second gate's variable in a
@@ -1135,7 +1207,8 @@ ngx_http_pgate_pool(ngx_log_t *log, ngx_http_pgate_gate_t *g)
  * after the first starts with an empty separator state): the last one may be that of a
  * fallback the canary's failure was redirected to (`error_page 502 = @fallback` proxying to
  * stable), whose success is not the routed version's. The routed upstream is the first one
- * the request started after it was routed (ngx_http_pgate_routed_first): for a wrapped peer
+ * the request started after it was routed, none if only the one under way then ran on
+ * (ngx_http_pgate_routed_first, ngx_http_pgate_anchored): for a wrapped peer
  * (an upstream{} block, an address in proxy_pass), the attempt it released last; else (a
  * name resolved at run time) the last attempt of that upstream, none if it tried no peer.
  */
@@ -1145,8 +1218,8 @@ ngx_http_pgate_routed_state(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx)
     ngx_uint_t                  i;
     ngx_http_upstream_state_t  *states, *last;
 
-    if (r->upstream_states == NULL || ctx->unreached) {
-        return NULL;
+    if (r->upstream_states == NULL || ctx->unreached || !ngx_http_pgate_anchored(r, ctx)) {
+        return NULL;            /* or no upstream started after the one under way */
     }
 
     states = r->upstream_states->elts;

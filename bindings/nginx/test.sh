@@ -27,7 +27,9 @@
 # proxy_pass is not credited with an error page's upstream resolved at run time), that a gate
 # first read by a hash balancer's key records nothing, whatever attempts the request makes
 # (also in an error page's upstream) and takes nothing from a gate read in its error page's
-# location, that a
+# location, that a gate first read while an upstream no gate chose is under way (by a mirror,
+# by an error page's `set` after the not-modified filter's 412) records none of its attempts
+# but the next upstream the request starts, that a
 # granted upgrade is a success recorded and timed at its 101 (not the idle connection's life) and a refused
 # one a failure, as are a 101 to a request that asked no upgrade and one to another protocol
 # than asked (the Go middleware's rule, timed at the 101), that a
@@ -109,6 +111,18 @@ gate_document() {
   echo "{\"gate\": \"$1\", \"environment\": {\"canary\": {\"traffic_percent\": $2}}, ${3:-}
  \"store\": {\"sqlite\": {\"path\": \"$tmp/fleet/$1.db\", \"sync_interval_ms\": ${4:-250},
                      \"fleet_judging\": false}}}" >"$tmp/conf/$1.json"
+}
+# canary_gates "<gate>..." <canary port> <stable port>: writes each gate's document (all its
+# traffic to the canary) and prints its declaration and its upstream{} blocks <gate>_canary
+# and <gate>_stable, one server each
+canary_gates() {
+  local gate
+  for gate in $1; do
+    gate_document "$gate" 100
+    echo "promotion_gate $gate $gate.json;
+    upstream ${gate}_canary { server 127.0.0.1:$2; }
+    upstream ${gate}_stable { server 127.0.0.1:$3; }"
+  done
 }
 echo '{"gate": "g", "environment": {"canary": {"traffic_percent": 150}}}' >"$tmp/conf/bad.json"
 gate_document g 5
@@ -1502,11 +1516,7 @@ tcp_server "$chunking" '    import time
     except OSError:
         pass  # nginx closed it, its client gone
     c.close()'
-gates=$(for gate in badon badoff chunkok; do
-  gate_document "$gate" 100
-  echo "promotion_gate $gate $gate.json; upstream ${gate}_canary { server 127.0.0.1:$chunking; }"
-  echo "upstream ${gate}_stable { server 127.0.0.1:$stable; }"
-done)
+gates=$(canary_gates "badon badoff chunkok" "$chunking" "$stable")
 serve "$(cat <<CONF
     log_format chunk '\$uri \$server_protocol \$status \$upstream_status \$body_bytes_sent';
     $gates
@@ -1586,6 +1596,14 @@ stop_tcp_server
   { echo "FAIL: expected chunkok's 9 requests recorded as successes; nginx logged:" >&2; cat "$tmp/logs/chunk.log" >&2; exit 1; }
 
 echo "== a gate first read while an upstream no gate chose is under way records nothing of it"
+# slow_502_server <port>: a server (tcp_server) answering each request 502 after 100 ms, while
+# which a mirror subrequest runs and reads a gate
+slow_502_server() {
+  tcp_server "$1" '    c.recv(65536)
+    __import__("time").sleep(0.1)
+    c.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    c.close()'
+}
 # The upstream{} block `mir` (hashed by gate `mira`: a balancer's read, which chose nothing)
 # tries three servers, each answering 502 after 100 ms; the request's mirror subrequest reads
 # gate `mirb` while the first attempt waits. No gate chose `mir`: neither records anything of
@@ -1597,10 +1615,7 @@ mirror_servers=''
 mirror_pids=()
 for _ in 1 2 3; do
   p=$(free_port)
-  tcp_server "$p" '    c.recv(65536)
-    __import__("time").sleep(0.1)
-    c.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-    c.close()'
+  slow_502_server "$p"
   mirror_pids+=("$tcp_server_pid")
   mirror_servers+="server 127.0.0.1:$p max_fails=0; "
 done
@@ -1642,6 +1657,84 @@ for tcp_server_pid in "${mirror_pids[@]}"; do stop_tcp_server; done
 [ "$mirror_windows" = "mira: 0 recorded, 0 errors
 mirb: 0 recorded, 0 errors" ] || { echo "FAIL: expected nothing recorded by mira (a balancer's read) nor mirb (read by a mirror while mir's attempts went on)" >&2; exit 1; }
 
+echo "== a gate first read while an upstream no gate chose is under way records the next upstream the request starts"
+# Its decision chose none of the running upstream's attempts (above), but the first upstream
+# the request starts after it, an error page's, is the one it chose, as for a gate read in
+# `set`. Gate `pre`: /pre's proxied answer, cacheable (proxy_cache) with ETag "a", to a
+# request with `If-Match: "b"`, is refused 412 by nginx's not-modified filter while its
+# upstream still runs (the filter's error page runs within the upstream's header), and
+# error_page 412 sends the request to @pre, which reads `pre` in a `set` and proxies to its
+# canary, answering 500: one failure per request (three URIs, each a cache miss). Gates `mirc`
+# and `mird`: a mirror subrequest reads the gate while the request's upstream (a server
+# answering 502 after 100 ms) waits, and error_page 502 sends the request to a location
+# proxying to the gate's canary (`mirc`: an upstream{} block) or to the canary's server as an
+# address resolved at run time (`mird`: a peer the module does not wrap, found by its
+# separator in the request's upstream states), answering 500: 5 failures each. A build
+# recording nothing for a decision first read while an upstream was under way recorded none.
+port=$(free_port)
+etag=$(free_port)
+failing=$(free_port)
+stable=$(free_port)
+slow=$(free_port)
+slow_502_server "$slow"
+mkdir -m 777 "$tmp/precache" # the workers (nobody, as root) write the cache
+gates=$(canary_gates "pre mirc mird" "$failing" "$stable")
+serve "$(cat <<CONF
+    $gates
+    proxy_cache_path $tmp/precache keys_zone=pre:1m;
+    log_format underway '\$uri \$status \$upstream_status';
+    server { listen 127.0.0.1:$etag; access_log off; location / { add_header ETag '"a"'; return 200 "a\n"; } }
+    server { listen 127.0.0.1:$failing; access_log off; return 500; }
+    server { listen 127.0.0.1:$stable; access_log off; return 200 "stable\n"; }
+    server {
+        listen 127.0.0.1:$port;
+        access_log logs/underway.log underway;
+        location /pre {
+            proxy_cache pre;
+            proxy_cache_valid 200 1m;
+            error_page 412 = @pre;
+            proxy_pass http://127.0.0.1:$etag;
+        }
+        location @pre { set \$v \$promotion_gate_pre; proxy_pass http://pre_\$v; }
+        location /mirc {
+            mirror /mirrorc;
+            proxy_intercept_errors on;
+            error_page 502 = @mirc;
+            proxy_pass http://127.0.0.1:$slow;
+        }
+        location = /mirrorc { internal; access_log off; proxy_pass http://mirc_\$promotion_gate_mirc; }
+        location @mirc { proxy_pass http://mirc_\$promotion_gate_mirc; }
+        location /mird {
+            mirror /mirrord;
+            proxy_intercept_errors on;
+            error_page 502 = @mird;
+            proxy_pass http://127.0.0.1:$slow;
+        }
+        location = /mirrord { internal; access_log off; proxy_pass http://mird_\$promotion_gate_mird; }
+        location @mird { set \$fp $failing; proxy_pass http://127.0.0.1:\$fp; }
+        location = /metrics { access_log off; promotion_gate_metrics; }
+    }
+CONF
+)"
+for n in 1 2 3; do curl -s -o /dev/null -H 'If-Match: "b"' "http://127.0.0.1:$port/pre?$n"; done
+for path in mirc mird; do
+  for _ in 1 2 3 4 5; do curl -s -o /dev/null "http://127.0.0.1:$port/$path"; done
+done
+sleep 0.2 # the last request's log phase
+underway=$(sort "$tmp/logs/underway.log" | uniq -c | sed 's/^ *//' | tr '\n' ';')
+echo "/pre, /mirc, /mird: by uri, status and upstream statuses: $underway"
+underway_windows=$(for gate in pre mirc mird; do
+  printf '%s\n' "$gate: $(body_window "$gate" requests) recorded, $(body_window "$gate" errors) errors"
+done)
+echo "$underway_windows"
+stop_serving
+stop_tcp_server
+[ "$underway_windows" = "pre: 3 recorded, 3 errors
+mirc: 5 recorded, 5 errors
+mird: 5 recorded, 5 errors" ] || { echo "FAIL: expected the error pages' canary failures for pre (3), mirc (5) and mird (5), each first read while the request's first upstream was under way" >&2; exit 1; }
+[ "$underway" = "5 /mirc 500 502 : 500;5 /mird 500 502 : 500;3 /pre 500 200 : 500;" ] ||
+  { echo "FAIL: expected the first upstream's answer (/pre's 200, refused 412; /mirc's and /mird's 502), then the error page's canary's 500, for each request" >&2; exit 1; }
+
 echo "== a gate read by if reaches its version through an error page, one read by proxy_pass does not, one read after a balancer's does"
 # Routing by `if ($promotion_gate_e418 = canary) { return 418; }` with `error_page 418 =
 # @canary` (the idiom nginx's "if is evil" page gives): the gate chose no upstream object, and
@@ -1672,14 +1765,7 @@ port=$(free_port)
 h2port=$(free_port)
 failing=$(free_port)
 stable=$(free_port)
-gates=''
-for gate in e418 up other setg rt bal bpass bset bplain bhash; do
-  gate_document "$gate" 100
-  gates+="promotion_gate $gate $gate.json;
-    upstream ${gate}_canary { server 127.0.0.1:$failing; }
-    upstream ${gate}_stable { server 127.0.0.1:$stable; }
-    "
-done
+gates=$(canary_gates "e418 up other setg rt bal bpass bset bplain bhash" "$failing" "$stable")
 serve "$(cat <<CONF
     $gates
     upstream plain { server 127.0.0.1:$stable; }
