@@ -1,6 +1,7 @@
 //! What a count of trials says about a rate: the one-sided Clopper-Pearson upper bound. The
 //! table prints it beside each healthy cell's false rollbacks, so that "0 of 30" is read as
-//! what it shows (a rate below 9.5 % at 95 % confidence), not as "at most 1 %".
+//! what it shows (a rate below 9.6 % at 95 % confidence: the bound, 9.503 %, rounded up),
+//! not as "at most 1 %".
 
 /// The confidence of the bounds the table prints.
 pub const CONFIDENCE: f64 = 0.95;

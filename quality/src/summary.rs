@@ -91,14 +91,21 @@ fn pair(rolled_back: usize, (a, b): (Option<f64>, Option<f64>)) -> String {
 /// A judge's rollbacks: "rolled back/trials", and in a healthy or held cell, where every
 /// rollback is false, the one-sided Clopper-Pearson upper bound on the false-rollback rate at
 /// [`rate::CONFIDENCE`] (the trials of a cell are independent; those of different cells are
-/// not, see docs/judge.md).
+/// not, see docs/judge.md), in percent rounded up to 0.1 ([`percent_up`]).
 pub fn rolled_back(f: &Figures, healthy: bool) -> String {
     let count = format!("{}/{}", f.rolled_back, f.trials);
     if !healthy {
         return count;
     }
     let bound = rate::upper_bound(f.rolled_back, f.trials, rate::CONFIDENCE);
-    format!("{count} (≤ {:.1} %)", bound * 100.0)
+    format!("{count} (≤ {} %)", percent_up(bound))
+}
+
+/// `share` in percent with one decimal, rounded up: an upper bound printed to the nearest
+/// tenth could read below itself (0 of 30 bounds the rate at 9.503 %, which is 9.5 to the
+/// nearest and 9.6 up).
+pub fn percent_up(share: f64) -> String {
+    format!("{:.1}", (share * 1000.0).ceil() / 10.0)
 }
 
 /// The scenario's rows, and for the no-data scenario when NO_DATA was first said.
@@ -144,11 +151,39 @@ mod tests {
             rolled_back,
             ..Figures::default()
         };
-        assert_eq!(rolled_back(&f(0, 30), true), "0/30 (≤ 9.5 %)");
+        assert_eq!(rolled_back(&f(0, 30), true), "0/30 (≤ 9.6 %)");
         assert_eq!(rolled_back(&f(0, 150), true), "0/150 (≤ 2.0 %)");
-        assert_eq!(rolled_back(&f(1, 150), true), "1/150 (≤ 3.1 %)");
-        assert_eq!(rolled_back(&f(0, 600), true), "0/600 (≤ 0.5 %)");
+        assert_eq!(rolled_back(&f(1, 150), true), "1/150 (≤ 3.2 %)");
+        assert_eq!(rolled_back(&f(0, 300), true), "0/300 (≤ 1.0 %)");
+        assert_eq!(rolled_back(&f(2, 30), true), "2/30 (≤ 19.6 %)");
+        assert_eq!(rolled_back(&f(30, 30), true), "30/30 (≤ 100.0 %)");
         // A regression's rollbacks are not false: no bound.
         assert_eq!(rolled_back(&f(30, 30), false), "30/30");
+    }
+
+    #[test]
+    fn a_printed_bound_is_never_below_the_bound() {
+        // An upper bound read from the table must not understate the rate it bounds: the
+        // printed figure is at least the bound, and within a tenth of a point above it.
+        for trials in [1, 6, 12, 30, 150, 300, 600] {
+            for events in 0..=trials {
+                let bound = rate::upper_bound(events, trials, rate::CONFIDENCE) * 100.0;
+                let shown = percent_up(bound / 100.0);
+                let printed: f64 = shown.parse().unwrap_or(f64::NAN);
+                assert!(
+                    printed >= bound && printed - bound < 0.1 + 1e-9,
+                    "{events}/{trials}: printed {shown} for {bound}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_share_on_a_tenth_stays_there() {
+        assert_eq!(percent_up(1.0), "100.0");
+        assert_eq!(percent_up(0.02), "2.0");
+        assert_eq!(percent_up(0.0), "0.0");
+        assert_eq!(percent_up(0.095_033), "9.6");
+        assert_eq!(percent_up(0.020_000_1), "2.1");
     }
 }
