@@ -10,10 +10,12 @@
 //!   SLO `max_error_rate` (5 % by default; Flagger's docs' example is a 99 % success rate) and
 //!   p99 at most its `latency_target` (500 ms); an interval without canary outcomes is a
 //!   failed check too (Flagger halts on "no values found" and counts it). As Flagger's
-//!   scheduler does, the first iteration (at 60 s) starts the analysis and checks nothing, and
-//!   each iteration rolls back when the failed checks so far reach the threshold (issue 15's
-//!   5), before checking: one interval after the fifth failed check. A passed check is
-//!   promotable.
+//!   scheduler does, the first iteration, at the stage's start (t = 0), starts the analysis
+//!   and checks nothing (in Flagger it raises the canary's weight from 0: its traffic begins
+//!   there), so the first check, at 60 s, covers the canary's first minute; each iteration
+//!   rolls back when the failed checks so far reach the threshold (issue 15's 5), before
+//!   checking: one interval after the fifth failed check, 360 s at the earliest. A passed
+//!   check is promotable.
 
 use promotion_gates::SloConfig;
 use promotion_gates::judge::normal_upper_tail;
@@ -126,15 +128,20 @@ pub fn kayenta(canary: &Tally, stable: &Tally) -> Call {
     if bad { Call::Fail } else { Call::Pass }
 }
 
-/// The Flagger-style judge's limits: the engine's own SLO, so that it fails a canary where
-/// the engine's SLO would, and a service erring at 1 % is not failed by construction.
+/// The Flagger-style judge's limits, read from the engine's own SLO so that a service erring
+/// at 1 % is not failed by construction: each interval's error rate against the SLO's
+/// `max_error_rate`, and its p99 against the SLO's `latency_target`. That is not the engine's
+/// latency requirement: the engine counts a request compliant when it succeeds within
+/// `latency_target` and asks a share `slo_threshold` of them (`PromotionConfig`, 0.95 by
+/// default); this judge asks 99 % of an interval's requests within it (its p99).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FlaggerLimits {
     /// The most errors a passed interval holds, as a share of its requests: the SLO's
-    /// `max_error_rate` (Flagger's request-success-rate `thresholdRange.min` is 1 minus it).
+    /// `max_error_rate` (Flagger's request-success-rate `thresholdRange.min`, in percent, is
+    /// 100 × (1 − `max_error_rate`): 95 at the default 0.05).
     pub max_error_rate: f64,
     /// The highest p99 of a passed interval, in ms: the SLO's `latency_target` (Flagger's
-    /// request-duration `thresholdRange.max`).
+    /// request-duration `thresholdRange.max`, a p99 in ms).
     pub max_p99_ms: f64,
 }
 
@@ -170,7 +177,8 @@ pub const FLAGGER_THRESHOLD: u32 = 5;
 /// What the Flagger-style judge did at one of its iterations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
-    /// The first iteration: the analysis starts and checks nothing.
+    /// The first iteration, at the stage's start: the analysis starts (the canary's traffic
+    /// begins) and nothing is checked.
     Started,
     /// The last interval's check passed: promotable.
     Passed,
@@ -183,8 +191,9 @@ pub enum Step {
 /// The Flagger-style judge across its iterations, in the order of Flagger's scheduler
 /// (`pkg/controller/scheduler.go`): each iteration first rolls back if the failed checks
 /// counted so far reach [`FLAGGER_THRESHOLD`], and only then checks the last interval; the
-/// first iteration, which starts the analysis, checks nothing. So the rollback comes one
-/// interval after the threshold-th failed check.
+/// first iteration, which starts the analysis and the canary's traffic (the trial runs it at
+/// t = 0), checks nothing. So the rollback comes one interval after the threshold-th failed
+/// check.
 #[derive(Debug, Clone, Copy)]
 pub struct Flagger {
     limits: FlaggerLimits,

@@ -1,8 +1,10 @@
 //! One seeded trial in simulated time: Poisson arrivals, the canary's share by a coin, each
 //! outcome recorded into a gate on a manual clock (automatic rollback on) and into the
 //! reference judges' tallies; the engine is asked `check_slo_compliance` every few seconds,
-//! the references analyse every 60 s (the Flagger-style judge's first iteration, at 60 s,
-//! only starts its analysis).
+//! the references analyse every 60 s. The Flagger-style judge's first iteration, at the
+//! stage's start (t = 0), starts its analysis and checks nothing: in Flagger that iteration
+//! raises the canary's weight from 0, so its traffic begins there, and the first check, at
+//! 60 s, covers the canary's first minute.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,6 +99,9 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Trial, String> {
     };
     let mut trial = Trial::default();
     let (stage, mut canary_requests) = (gate.stage(), 0u64);
+    // Flagger's start iteration, at t = 0, before any request: the canary gets its share
+    // from here on, and the first check is at 60 s (`Step::Started`, nothing checked).
+    refs.flagger.iterate(&refs.last_minute);
     let (mut t, mut next_look, mut next_analysis) = (0.0f64, scenario.look_s, 60.0);
     while t < scenario.horizon_s && !decided(&trial) {
         t += -rng.random::<f64>().max(1e-300).ln() / scenario.rps;
@@ -187,5 +192,36 @@ fn explain(gate: &PromotionGateManager, scenario: &Scenario, seed: u64) {
         && let Some(event) = gate.rollback_history().last()
     {
         eprintln!("{} seed {seed}: {}", scenario.name, event.reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario;
+
+    fn named(part: &str) -> Scenario {
+        let found = scenario::all(false)
+            .into_iter()
+            .find(|s| s.name.contains(part));
+        found.unwrap_or_else(|| panic!("no scenario named {part}"))
+    }
+
+    #[test]
+    fn flagger_style_starts_at_the_stages_start() {
+        // Flagger's start iteration is at t = 0, so a canary failing every check is checked at
+        // 60, 120, 180, 240 and 300 s (the fifth failed check) and rolled back at the next
+        // iteration, 360 s: not 420 s, as when the start was taken for the iteration at 60 s.
+        for part in ["dead canary", "no data"] {
+            let scenario = named(part);
+            for seed in 1..=3 {
+                let trial = run(&scenario, seed).unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(
+                    trial.flagger.rollback.map(|r| r.0),
+                    Some(360.0),
+                    "{part}, seed {seed}"
+                );
+            }
+        }
     }
 }
