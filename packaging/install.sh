@@ -249,8 +249,9 @@ if [ "$build" -eq 0 ]; then
     built_version=${built_version#promotion_gates_ffi version }
     if [ -z "$built_version" ]; then
       echo "install.sh: --no-build: $built records no version (built before this check, or not" \
-        "machine code: bitcode from -Clinker-plugin-lto), and this checkout's is $version; build" \
-        "it again, as yourself, cargo build --release -p promotion-gates-ffi, then install" >&2
+        "machine code: bitcode from -Clinker-plugin-lto, which --no-build cannot read), and this" \
+        "checkout's is $version; build it again, as yourself, without -Clinker-plugin-lto," \
+        "cargo build --release -p promotion-gates-ffi, then install" >&2
       exit 1
     elif [ "$built_version" != "$version" ]; then
       echo "install.sh: --no-build: $built is of version '$built_version' (what pgate_version" \

@@ -680,4 +680,30 @@ mod tests {
         let shown = format!("a{}...({} bytes)", "é".repeat(max / 2 - 1), accents.len());
         assert_eq!(request_id(&attrs), shown);
     }
+
+    #[test]
+    fn each_follow_takes_the_next_generation_even_of_the_same_gate() {
+        // The window gauges' shared read is kept by generation (a gate made at a freed
+        // gate's address is another following): a follow that kept it would hand a new
+        // gate's gauges the read of the gate followed before.
+        let gate = || {
+            Arc::new(
+                PromotionGateManager::new(
+                    PromotionConfig::default(),
+                    SloAdmissionController::new(SloConfig::default()).unwrap(),
+                )
+                .unwrap(),
+            )
+        };
+        let (a, b) = (gate(), gate());
+        let observed = Observed::of(&a);
+        let generation = |o: &Observed| o.gate().unwrap().1;
+        let first = generation(&observed);
+        observed.follow(&b);
+        let second = generation(&observed);
+        assert_ne!(first, second);
+        observed.follow(&a);
+        assert_ne!(generation(&observed), second);
+        assert_ne!(generation(&observed), first);
+    }
 }
