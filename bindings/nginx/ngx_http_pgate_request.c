@@ -39,12 +39,18 @@ typedef struct {
     ngx_uint_t                   states_before;
     unsigned                     states_existed:1;
     /* that route came while an upstream was under way, none of whose attempts is the routed
-     * upstream's: until the next upstream's separator is found past states_before, where the
-     * anchor then moves (ngx_http_pgate_anchored), the routed upstream has not started */
+     * upstream's, or in a subrequest once the main request had made an upstream, started or
+     * not (ngx_http_pgate_anchor): until the next upstream's separator is found past
+     * states_before, where the anchor then moves (ngx_http_pgate_anchored), the routed
+     * upstream has not started */
     unsigned                     under_way:1;
     /* the first upstream started after the route is none a gate chose (each routed by an
      * upstream that never made its request): nothing is recorded (ngx_http_pgate_wrap_peer) */
     unsigned                     unreached:1;
+    /* the upstream under way or made at that route (under_way), passed over by it: when it
+     * had not started then and another starts first, that one is the routed upstream
+     * (ngx_http_pgate_passed_over) */
+    ngx_http_upstream_t         *passed;
     /* 1 + the index in r->upstream_states of the timed upstream's last attempt (0: none) */
     ngx_uint_t                   timed_state_end;
     uint64_t                     upstream_start_ns;
@@ -135,13 +141,13 @@ ngx_http_pgate_get_ctx(ngx_http_request_t *r)
  * The index in r->upstream_states of the routed upstream's first attempt, the routed upstream
  * being the first one the request starts after its first route that may record (a gate read
  * by a balancer's key, in an upstream already started, chose none), other than one under way
- * then (known once ngx_http_pgate_anchored, below, finds it). nginx makes the array
- * when a request starts its first upstream (and pushes nothing yet), and every later upstream
- * first pushes an empty separator: so the routed upstream's attempts start at 0 if the
- * request had no array at that route, else one after the states it had. An upstream that
- * gave up before trying any peer (a name no upstream{} block has, with no resolver) pushed
- * nothing: its fallback's separator then sits where the routed attempts would, and nothing of
- * the fallback is taken for the routed version's.
+ * then, or, for a subrequest's route, made then (known once ngx_http_pgate_anchored, below,
+ * finds it). nginx makes the array when a request starts its first upstream (and pushes
+ * nothing yet), and every later upstream first pushes an empty separator: so the routed
+ * upstream's attempts start at 0 if the request had no array at that route, else one after
+ * the states it had. An upstream that gave up before trying any peer (a name no upstream{}
+ * block has, with no resolver) pushed nothing: its fallback's separator then sits where the
+ * routed attempts would, and nothing of the fallback is taken for the routed version's.
  */
 static ngx_inline ngx_uint_t
 ngx_http_pgate_routed_first(ngx_http_pgate_ctx_t *ctx)
@@ -166,20 +172,50 @@ ngx_http_pgate_separator(ngx_http_upstream_state_t *state)
 
 
 /*
- * Whether the routed upstream's place in r->upstream_states is known
- * (ngx_http_pgate_routed_first). It is, unless the first route that may record came while an
- * upstream was under way (ctx->under_way, ngx_http_pgate_anchor): that upstream's later
- * attempts follow the states the request had then, and the routed upstream is the next one the
- * request starts, whose separator comes after them (the upstream under way made the array, so
- * every later upstream pushes one before its peer init; one answered from the cache pushes
- * nothing, and is not taken). Once found, the anchor moves to it: the routed upstream's first
- * attempt is the state after that separator, as for a route made between two upstreams. None
- * found: the upstream under way is the last one so far, and the routed one has not started.
- * Cold: searched only while such a route waits, at a peer init, a later gate's first route and
- * the log phase.
+ * Whether the upstream passed over by a subrequest's route before it started (ctx->passed,
+ * made while the request had no upstream states, ngx_http_pgate_anchor) never started, and
+ * another one made the request's states: the first upstream a request starts makes the array,
+ * pushing no separator, so that one's attempts start at state 0. Told by the first state
+ * being an attempt while the passed upstream pushed none (its u->state is set at its first
+ * attempt; one that made the array and gave up before trying a peer left it empty, and the
+ * next upstream's separator is then state 0), or, at the peer init of an upstream `starting`
+ * now, by the array being still empty: that upstream made it. nginx's body read failing (400)
+ * leaves the passed upstream unstarted, and an error page's upstream starts first.
  */
 static ngx_uint_t
-ngx_http_pgate_anchored(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx)
+ngx_http_pgate_passed_over(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx,
+    ngx_uint_t starting)
+{
+    if (ctx->states_existed || ctx->passed == NULL || ctx->passed->state != NULL) {
+        return 0;
+    }
+
+    if (r->upstream_states->nelts == 0) {
+        return starting && r->upstream != ctx->passed;
+    }
+
+    return !ngx_http_pgate_separator(r->upstream_states->elts);
+}
+
+
+/*
+ * Whether the routed upstream's place in r->upstream_states is known
+ * (ngx_http_pgate_routed_first). It is, unless the first route that may record came while an
+ * upstream was under way or, in a subrequest, made (ctx->under_way, ngx_http_pgate_anchor):
+ * that upstream's later attempts follow the states the request had then, and the routed
+ * upstream is the next one the request starts, whose separator comes after them (the upstream
+ * under way made the array, so every later upstream pushes one before its peer init; one
+ * answered from the cache pushes nothing, and is not taken). Once found, the anchor moves to
+ * it: the routed upstream's first attempt is the state after that separator, as for a route
+ * made between two upstreams. Unless the upstream passed over never started, and another one
+ * made the array (ngx_http_pgate_passed_over): that one is the routed upstream, from state 0.
+ * None found: the upstream under way is the last one so far, and the routed one has not
+ * started. Cold: searched only while such a route waits, at a peer init (`starting`: the
+ * request's r->upstream starts), a later gate's first route and the log phase.
+ */
+static ngx_uint_t
+ngx_http_pgate_anchored(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx,
+    ngx_uint_t starting)
 {
     ngx_uint_t                  i;
     ngx_http_upstream_state_t  *states;
@@ -190,6 +226,11 @@ ngx_http_pgate_anchored(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx)
 
     if (r->upstream_states == NULL) {
         return 0;
+    }
+
+    if (ngx_http_pgate_passed_over(r, ctx, starting)) {
+        ctx->under_way = 0;     /* states_existed stays 0: its first attempt is state 0 */
+        return 1;
     }
 
     states = r->upstream_states->elts;
@@ -217,7 +258,7 @@ ngx_http_pgate_anchored(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx)
 static ngx_uint_t
 ngx_http_pgate_upstream_started(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx)
 {
-    if (!ngx_http_pgate_anchored(r, ctx)) {
+    if (!ngx_http_pgate_anchored(r, ctx, 0)) {
         return 0;
     }
 
@@ -281,18 +322,41 @@ ngx_http_pgate_upstream_under_way(ngx_http_request_t *r)
 
 
 /*
+ * Whether a subrequest's route (`subrequest`) passes over the main request's upstream: one
+ * exists, made before the subrequest ran, so no route of the subrequest chose it, started or
+ * not. nginx runs a mirror's subrequests once the main request's content handler returned
+ * (proxy_pass made its upstream, evaluated its URL and asked for the body: with
+ * `mirror_request_body off` a body still read leaves it unstarted, with no u->cleanup; so
+ * does a wait on proxy_cache_lock), an SSI include's or a slice's from the body filters, while
+ * the upstream answers; an auth_request's before the content handler: then r->upstream, if
+ * any, is an earlier location's, finalized (an error page's location), and not the routed
+ * one either. A gate read in the main request's own create_request (a proxy_set_header value)
+ * after a subrequest read it first was decided by that subrequest: the upstream's URL did not
+ * read it.
+ */
+static ngx_inline ngx_uint_t
+ngx_http_pgate_subrequest_passes(ngx_http_request_t *r, ngx_uint_t subrequest)
+{
+    return subrequest && r->main->upstream != NULL;
+}
+
+
+/*
  * Takes the request's upstream states as they stand now as those before its routed upstream
  * (ngx_http_pgate_routed_first): done by its first route that may record, whatever routes
- * came before it that may not (ngx_http_pgate_route). While an upstream is under way, its
- * later attempts come after them too: the routed upstream's start is then found at its
- * separator (ngx_http_pgate_anchored).
+ * came before it that may not (ngx_http_pgate_route). While an upstream is under way, or, for
+ * a subrequest's route, made (ngx_http_pgate_subrequest_passes), its later attempts come
+ * after them too: the routed upstream's start is then found at its separator, or at state 0
+ * when that upstream never started (ngx_http_pgate_anchored).
  */
 static void
-ngx_http_pgate_anchor(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx)
+ngx_http_pgate_anchor(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx, ngx_uint_t subrequest)
 {
     ctx->states_existed = r->upstream_states != NULL;
     ctx->states_before = ctx->states_existed ? r->upstream_states->nelts : 0;
-    ctx->under_way = ngx_http_pgate_upstream_under_way(r);
+    ctx->under_way = ngx_http_pgate_upstream_under_way(r)
+                     || ngx_http_pgate_subrequest_passes(r, subrequest);
+    ctx->passed = ctx->under_way ? r->main->upstream : NULL;
     ctx->unreached = 0;
 }
 
@@ -561,7 +625,7 @@ ngx_http_pgate_wrap_peer(ngx_http_request_t *r)
 
     ctx = ngx_http_pgate_get_ctx(r);
     if (ctx == NULL || ctx->original_get != NULL || ctx->unreached
-        || !ngx_http_pgate_anchored(r, ctx)
+        || !ngx_http_pgate_anchored(r, ctx, 1)
         || r->upstream_states->nelts != ngx_http_pgate_routed_first(ctx))
     {
         return NGX_OK;          /* not routed, or not the routed upstream */
@@ -887,7 +951,7 @@ static ngx_http_pgate_route_t *
 ngx_http_pgate_route(ngx_http_request_t *r, ngx_uint_t index)
 {
     ngx_str_t                    id, value;
-    ngx_uint_t                   i, keying;
+    ngx_uint_t                   i, keying, subrequest;
     pgate_status                 st;
     ngx_http_pgate_ctx_t        *ctx;
     ngx_http_pgate_gate_t       *g;
@@ -900,7 +964,10 @@ ngx_http_pgate_route(ngx_http_request_t *r, ngx_uint_t index)
      * (auth_request, SSI include, mirror) shares the main request's variable values, so it
      * reads the main request's decision, made for the main request, whose routed upstream's
      * outcome is the one recorded. A subrequest's own upstream is never wrapped nor recorded
-     * (ngx_http_pgate_get_ctx finds no context of its own), with log_subrequest on too. */
+     * (ngx_http_pgate_get_ctx finds no context of its own), with log_subrequest on too.
+     * Nor is an upstream the main request made before the subrequest read the gate
+     * (ngx_http_pgate_subrequest_passes). */
+    subrequest = r != r->main;
     r = r->main;
 
     pmcf = ngx_http_get_module_main_conf(r, ngx_http_promotion_gate_module);
@@ -1001,15 +1068,26 @@ ngx_http_pgate_route(ngx_http_request_t *r, ngx_uint_t index)
          * upstream never started: unreached), and the first upstream started from now on is
          * this decision's, an error page's too. One under way now (a mirror's subrequest
          * read between its attempts, a variable read for each attempt, an error page's set
-         * that a filter finalized while it ran) is none of them: its next attempts are not
-         * this decision's, the next upstream the request starts is (ngx_http_pgate_anchor) */
+         * that a filter finalized while it ran), or one a subrequest finds made, started or
+         * not (a mirror's subrequest read while nginx reads the body or waits on a cache
+         * lock), is none of them: its attempts are not this decision's, the next upstream the
+         * request starts is (ngx_http_pgate_anchor) */
         route->recordable = 1;
-        ngx_http_pgate_anchor(r, ctx);
+        ngx_http_pgate_anchor(r, ctx, subrequest);
 
     } else {
         /* asked once the routed upstream had started (a second gate's variable in a
-         * log_format or an add_header, say): that upstream is another gate's choice */
-        route->recordable = !ngx_http_pgate_upstream_started(r, ctx);
+         * log_format or an add_header, say): that upstream is another gate's choice. So is
+         * the upstream a subrequest finds made (ngx_http_pgate_subrequest_passes), started or
+         * not (a mirror's read while nginx reads the body for the upstream the first gate's
+         * proxy_pass made), unless it is the one the first route passed over too (that route
+         * still waits for the next: ctx->under_way), the routed upstream then still to come.
+         * An earlier location's upstream, left over, found by a subrequest once the first
+         * route was anchored after it, is taken for the routed one as well: this gate then
+         * records nothing, the cautious side */
+        route->recordable = !ngx_http_pgate_upstream_started(r, ctx)
+                            && (!ngx_http_pgate_subrequest_passes(r, subrequest)
+                                || (ctx->under_way && r->upstream == ctx->passed));
     }
 
     return route;
@@ -1218,7 +1296,7 @@ ngx_http_pgate_routed_state(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx)
     ngx_uint_t                  i;
     ngx_http_upstream_state_t  *states, *last;
 
-    if (r->upstream_states == NULL || ctx->unreached || !ngx_http_pgate_anchored(r, ctx)) {
+    if (r->upstream_states == NULL || ctx->unreached || !ngx_http_pgate_anchored(r, ctx, 0)) {
         return NULL;            /* or no upstream started after the one under way */
     }
 

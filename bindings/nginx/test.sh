@@ -29,7 +29,9 @@
 # (also in an error page's upstream) and takes nothing from a gate read in its error page's
 # location, that a gate first read while an upstream no gate chose is under way (by a mirror,
 # by an error page's `set` after the not-modified filter's 412) records none of its attempts
-# but the next upstream the request starts, that a
+# but the next upstream the request starts, as does one first read by a mirror's subrequest
+# while the request's upstream waits for a slowly sent body or a cache lock (the upstream an
+# error page starts after it, or after a malformed body's 400, is recorded), that a
 # granted upgrade is a success recorded and timed at its 101 (not the idle connection's life) and a refused
 # one a failure, as are a 101 to a request that asked no upgrade and one to another protocol
 # than asked (the Go middleware's rule, timed at the 101), that a
@@ -1392,8 +1394,9 @@ def literal(name, value):  # HPACK: a literal field without indexing, a new name
 s = socket.create_connection(("127.0.0.1", h2port if how.startswith("h2") else port))
 '
 # post_body <path> <how>: one POST whose body the client sends as <how> says, over HTTP/1.1
-# (whole; short-shut, short-close: 10 of its 100 bytes, then a half-close or a close; badchunk:
-# a chunk of 10 bytes, then an invalid chunk size) or HTTP/2 (h2-short: 10 of 100 bytes and
+# (whole; slow: the header, then all 100 bytes 0.3 s later; short-shut, short-close: 10 of its
+# 100 bytes, then a half-close or a close; badchunk: a chunk of 10 bytes, then an invalid chunk
+# size) or HTTP/2 (h2-short: 10 of 100 bytes and
 # END_STREAM; h2-rst: 10 bytes and RST_STREAM), the cut 0.2 s after the first bytes (time for
 # nginx to reach an unbuffered upstream); prints the status line or frames answered
 post_body() {
@@ -1408,6 +1411,10 @@ if how.startswith("h2"):
     s.sendall(frame(0, 1, b"") if how == "h2-short" else frame(3, 0, struct.pack(">I", 8)))
 elif how == "whole":
     s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nConnection: close\r\n\r\n".encode() + b"x" * 100)
+elif how == "slow":
+    s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nConnection: close\r\n\r\n".encode())
+    time.sleep(0.3)
+    s.sendall(b"x" * 100)
 elif how == "badchunk":
     s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n".encode())
     time.sleep(0.2)
@@ -1734,6 +1741,95 @@ mirc: 5 recorded, 5 errors
 mird: 5 recorded, 5 errors" ] || { echo "FAIL: expected the error pages' canary failures for pre (3), mirc (5) and mird (5), each first read while the request's first upstream was under way" >&2; exit 1; }
 [ "$underway" = "5 /mirc 500 502 : 500;5 /mird 500 502 : 500;3 /pre 500 200 : 500;" ] ||
   { echo "FAIL: expected the first upstream's answer (/pre's 200, refused 412; /mirc's and /mird's 502), then the error page's canary's 500, for each request" >&2; exit 1; }
+
+echo "== a gate first read by a subrequest records no upstream the request made before"
+# A subrequest reads the main request's decision once the main request's content handler has
+# made its upstream (nginx runs a mirror's subrequests after it), so no gate read there chose
+# that upstream, started or not. With `mirror_request_body off` the mirror's subrequest runs
+# while nginx still reads the body the client sends slowly (post_body slow: the header, the
+# body 0.3 s later), before the upstream started (no u->cleanup yet), and reads the gate in a
+# `set`. Gate `sub`: the main request proxies to a closed port (nginx's 502): nothing recorded
+# (a build anchoring that route at the request's states then recorded the 502 as sub's
+# failure, one a request). Gate `subpage`: error_page 502 sends the request to a location
+# proxying by the gate to its canary (answering 200): the error page's upstream is the one it
+# chose, one success a request. Gate `subtwo`: the main request proxies by gate `two` to its
+# canary (the closed port): two records its 502s, subtwo, read by the mirror after two chose
+# the upstream, nothing. Gate `subhdr`: the main request reads it in a proxy_set_header after
+# the mirror read it (nginx's kept value: the module sees no read), to a closed port: the
+# mirror's decision, nothing recorded. Gates `subbad` and `subbadrt`: the body is malformed (an invalid chunk
+# size), so the main upstream never starts and nginx's 400 goes by error_page to a location
+# proxying to the gate's canary, an upstream{} block (`subbad`) or an address resolved at run
+# time (`subbadrt`): that upstream, the first the request starts, is the one the gate chose,
+# one success each. Gate `sublock`: two requests for one key of a cache with proxy_cache_lock,
+# the second waiting on the first's lock (its upstream made, not started) while its mirror
+# reads the gate, then proxying to the slow 502 server itself: nothing recorded.
+port=$(free_port)
+h2port=$port # (post_body's HTTP/2 port: not used here)
+closed=$(free_port)
+stable=$(free_port)
+slow=$(free_port)
+slow_502_server "$slow"
+mkdir -m 777 "$tmp/lockcache" # the workers (nobody, as root) write the cache
+# mirrored <gate> <directives>: location /<gate> with <directives>, whose mirror subrequest reads
+# the gate in a `set` (and answers 204 itself)
+mirrored() {
+  echo "location /$1 { mirror /mirror$1; $2 }
+        location = /mirror$1 { internal; access_log off; set \$v \$promotion_gate_$1; return 204; }"
+}
+gates="$(canary_gates "sub two subtwo subhdr sublock" "$closed" "$stable")
+$(canary_gates "subpage subbad subbadrt" "$stable" "$stable")"
+serve "$(cat <<CONF
+    $gates
+    proxy_cache_path $tmp/lockcache keys_zone=sublock:1m;
+    log_format subread '\$uri \$status \$upstream_status';
+    server { listen 127.0.0.1:$stable; access_log off; return 200 "stable\n"; }
+    server {
+        listen 127.0.0.1:$port;
+        access_log logs/subread.log subread;
+        mirror_request_body off;
+        $(mirrored sub "proxy_pass http://127.0.0.1:$closed;")
+        $(mirrored subpage "error_page 502 = @subpage; proxy_pass http://127.0.0.1:$closed;")
+        location @subpage { proxy_pass http://subpage_\$promotion_gate_subpage; }
+        $(mirrored subtwo "proxy_pass http://two_\$promotion_gate_two;")
+        $(mirrored subhdr "proxy_set_header X-Version \$promotion_gate_subhdr; proxy_pass http://127.0.0.1:$closed;")
+        $(mirrored subbad "error_page 400 = @subbad; proxy_pass http://127.0.0.1:$closed;")
+        location @subbad { proxy_pass http://subbad_\$promotion_gate_subbad; }
+        $(mirrored subbadrt "error_page 400 = @subbadrt; proxy_pass http://127.0.0.1:$closed;")
+        location @subbadrt { set \$sp $stable; proxy_pass http://127.0.0.1:\$sp; }
+        $(mirrored sublock "proxy_cache sublock; proxy_cache_key sublock; proxy_cache_lock on;
+            proxy_pass http://127.0.0.1:$slow;")
+        location = /metrics { access_log off; promotion_gate_metrics; }
+    }
+CONF
+)"
+for path in sub subpage subtwo subhdr; do
+  for _ in 1 2 3; do echo "/$path slow: $(post_body "/$path" slow)"; done
+done
+for path in subbad subbadrt; do echo "/$path badchunk: $(post_body "/$path" badchunk)"; done
+curl -s -o /dev/null "http://127.0.0.1:$port/sublock" &
+first=$!
+sleep 0.03 # the first request holds the cache lock while its upstream waits 100 ms
+curl -s -o /dev/null "http://127.0.0.1:$port/sublock"
+wait "$first"
+sleep 0.2 # the last request's log phase
+subread=$(sort "$tmp/logs/subread.log" | uniq -c | sed 's/^ *//' | tr '\n' ';')
+echo "by uri, status and upstream statuses: $subread"
+sub_windows=$(for gate in sub subpage two subtwo subhdr subbad subbadrt sublock; do
+  printf '%s\n' "$gate: $(body_window "$gate" requests) recorded, $(body_window "$gate" errors) errors"
+done)
+echo "$sub_windows"
+stop_serving
+stop_tcp_server
+[ "$subread" = "3 /sub 502 502;1 /subbad 200 200;1 /subbadrt 200 200;3 /subhdr 502 502;2 /sublock 502 502;3 /subpage 200 502 : 200;3 /subtwo 502 502;" ] ||
+  { echo "FAIL: expected /sub's, /subtwo's, /subhdr's and /sublock's 502, /subpage's 502 then its error page's 200, and the error pages' 200 after /subbad's and /subbadrt's 400" >&2; exit 1; }
+[ "$sub_windows" = "sub: 0 recorded, 0 errors
+subpage: 3 recorded, 0 errors
+two: 3 recorded, 3 errors
+subtwo: 0 recorded, 0 errors
+subhdr: 0 recorded, 0 errors
+subbad: 1 recorded, 0 errors
+subbadrt: 1 recorded, 0 errors
+sublock: 0 recorded, 0 errors" ] || { echo "FAIL: expected a gate first read by a mirror subrequest to record none of the upstream its request made before it (sub, subtwo, subhdr, sublock) and the upstream its error page started after it (subpage, subbad, subbadrt)" >&2; exit 1; }
 
 echo "== a gate read by if reaches its version through an error page, one read by proxy_pass does not, one read after a balancer's does"
 # Routing by `if ($promotion_gate_e418 = canary) { return 418; }` with `error_page 418 =
