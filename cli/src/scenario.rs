@@ -9,6 +9,7 @@ use crate::rollout::TICK_NS;
 
 mod checks;
 pub use checks::FieldError;
+mod promotion_wire;
 mod stage_kind_wire;
 
 /// The most requests per simulated second a scenario may ask for (`rps`, `--rps`).
@@ -99,7 +100,11 @@ impl ScenarioName {
 
 /// A whole simulation: read from a scenario file or built in. Every field of a file is
 /// optional: one left out takes the `good` scenario's value, but `name` (`custom`),
-/// `description` (empty) and `slo` (the library's defaults, `promotion_evidence` on).
+/// `description` (empty) and `slo` (the library's defaults, `promotion_evidence` on). So does
+/// a key left out of the `stable`, `canary` or `promotion` table (a `promotion` table without
+/// `gate` is `good`'s gate `checkout`, not the library's `default`); `slo`'s keys take the
+/// library's defaults. A stage, a burst or an incident has no `good` value: its required keys
+/// must be written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Scenario {
@@ -132,6 +137,8 @@ pub struct Scenario {
     /// The new version.
     pub canary: ServiceModel,
     /// The gate's config. Its `environment` must be `production`: every rollout starts there.
+    /// A key a file leaves out of it takes `good`'s value (read by `promotion_wire.rs`).
+    #[serde(deserialize_with = "promotion_wire::over_good")]
     pub promotion: PromotionConfig,
     /// The judge's policy: the library's defaults unless set; the built-in scenarios turn
     /// `promotion_evidence` off (their minute-long stages are too short to show it).
@@ -1414,5 +1421,62 @@ mod tests {
         let bursts = s.canary.bursts.as_ref().unwrap();
         assert_eq!((bursts.every_s, bursts.length_s), (37.0, 5.0));
         assert_eq!(s.extension_s, 3.0);
+    }
+
+    /// `text` read as a scenario file named `name` (its extension picks the format).
+    fn read(name: &str, text: &str) -> Scenario {
+        crate::document::parse(std::path::Path::new(name), text).unwrap()
+    }
+
+    #[test]
+    fn a_key_left_out_of_a_table_takes_the_good_scenarios_value_as_the_whole_table_does() {
+        // A promotion table without `gate` and `feature_flags` took the library's ("default",
+        // none): another salt, so other users went to the canary.
+        for (name, text) in [
+            ("s.json", r#"{"promotion": {"slo_threshold": 0.9}}"#),
+            ("s.toml", "[promotion]\nslo_threshold = 0.9\n"),
+        ] {
+            let promotion = read(name, text).promotion;
+            assert_eq!(promotion.gate, "checkout", "{text}");
+            assert_eq!(promotion.feature_flags, ["checkout_v2"], "{text}");
+            assert_eq!(promotion.slo_threshold, 0.9, "{text}");
+        }
+        let none = read("s.json", "{}");
+        for table in ["promotion", "stable", "canary", "slo"] {
+            assert_eq!(
+                read("s.json", &format!(r#"{{"{table}": {{}}}}"#)),
+                none,
+                "{table}"
+            );
+            assert_eq!(read("s.toml", &format!("[{table}]\n")), none, "{table}");
+        }
+        // A key written is the file's, a null `salt` as none, a null `gate` refused by its type.
+        let written = read(
+            "s.json",
+            r#"{"promotion": {"gate": "search", "feature_flags": [], "salt": null}}"#,
+        );
+        assert_eq!(written.promotion.gate, "search");
+        assert!(written.promotion.feature_flags.is_empty());
+        assert_eq!(written.promotion.salt, None);
+        let e = crate::document::parse::<Scenario>(
+            std::path::Path::new("s.json"),
+            r#"{"promotion": {"gate": null}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("promotion.gate: invalid type: null, expected a string"),
+            "{e}"
+        );
+        let e = crate::document::parse::<Scenario>(
+            std::path::Path::new("s.json"),
+            r#"{"promotion": {"gates": "x"}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("promotion.gates: unknown field `gates`, expected one of `environment`"),
+            "{e}"
+        );
     }
 }
