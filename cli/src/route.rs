@@ -97,8 +97,9 @@ struct Routed<'a> {
     explain: Option<Steps>,
 }
 
-/// What `--explain` checks each decision against, computed here once from the gate's config,
-/// not taken from the engine.
+/// What `--explain` checks each decision against, computed here once from the config `route`
+/// built ([`config`]), not taken from the engine: not from the config the gate publishes
+/// either, which the engine could have changed.
 #[derive(Debug)]
 struct Formula {
     /// The gate's salt.
@@ -108,9 +109,8 @@ struct Formula {
 }
 
 impl Formula {
-    /// The formula of `gate`'s config.
-    fn of(gate: &PromotionGateManager) -> Self {
-        let config = gate.config();
+    /// The formula of `config`, the config the gate was built with.
+    fn of(config: &PromotionConfig) -> Self {
         Self {
             salt: config.effective_salt().to_string(),
             threshold: threshold_of(&config.environment),
@@ -260,11 +260,13 @@ fn routing_slo(config: &PromotionConfig) -> SloConfig {
 /// Runs `route`.
 pub fn run(args: &RouteArgs) -> Result<(), CliError> {
     let config = config(args)?;
+    // The salt and threshold of the config the gate is built with, which --explain checks the
+    // engine's decisions against.
+    let formula = Formula::of(&config);
+    let environment = config.environment;
     let slo =
         SloAdmissionController::new(routing_slo(&config)).map_err(promotion_gates::Error::from)?;
     let gate = PromotionGateManager::new(config, slo)?;
-    // The salt and threshold of the gate routing, which --explain recomputes the formula with.
-    let formula = Formula::of(&gate);
     let salt = &formula.salt;
     let mut out = io::stdout().lock();
     if args.explain && !args.json {
@@ -281,7 +283,7 @@ pub fn run(args: &RouteArgs) -> Result<(), CliError> {
         writeln!(
             out,
             "{}; canary when bucket < threshold\n",
-            threshold_rule(&gate.config().environment)
+            threshold_rule(&environment)
         )?;
     }
     let mut each = |id: &[u8]| -> Result<(), CliError> {
@@ -413,10 +415,10 @@ fn threshold_rule(environment: &Environment) -> String {
     }
 }
 
-/// Checks the engine's decision (its threshold `engines`, its cohort), unless an override
-/// forced it: its threshold must be `threshold`, the one the environment sets
-/// ([`threshold_of`]), and its cohort the comparison of `bucket` with it. A mismatch is a bug,
-/// refused rather than explained.
+/// Checks the engine's decision: its threshold `engines` must be `threshold`, the one the
+/// environment sets ([`threshold_of`]), forced or not (forcing does not change the threshold,
+/// which `--json` prints); its cohort, unless an override `forced` it, the comparison of
+/// `bucket` with it. A mismatch is a bug, refused rather than explained.
 fn check_comparison(
     id: &[u8],
     bucket: u32,
@@ -425,9 +427,6 @@ fn check_comparison(
     is_canary: bool,
     forced: bool,
 ) -> Result<(), CliError> {
-    if forced {
-        return Ok(());
-    }
     let (shown, whole) = readable(id, MAX_SHOWN_VALUE_BYTES);
     if engines != threshold {
         return Err(CliError::Simulation(format!(
@@ -436,7 +435,7 @@ fn check_comparison(
             if whole { "" } else { "..." },
         )));
     }
-    if (bucket < threshold) == is_canary {
+    if forced || (bucket < threshold) == is_canary {
         return Ok(());
     }
     Err(CliError::Simulation(format!(
@@ -532,9 +531,9 @@ mod tests {
     use crate::document::Zeros;
     use promotion_gates::{Overrides, TRAFFIC_PERCENT_RESOLUTION};
 
-    /// A gate at `percent` % that forces `alice` to the canary.
-    fn gate_forcing_alice(percent: f64) -> PromotionGateManager {
-        let config = PromotionConfig {
+    /// The config of a gate at `percent` % that forces `alice` to the canary.
+    fn forcing_alice(percent: f64) -> PromotionConfig {
+        PromotionConfig {
             environment: Environment::Canary {
                 traffic_percent: percent,
             },
@@ -543,9 +542,13 @@ mod tests {
                 ..Default::default()
             }),
             ..Default::default()
-        };
+        }
+    }
+
+    /// A gate of [`forcing_alice`]'s config.
+    fn gate_forcing_alice(percent: f64) -> PromotionGateManager {
         let slo = SloAdmissionController::new(SloConfig::default()).unwrap();
-        PromotionGateManager::new(config, slo).unwrap()
+        PromotionGateManager::new(forcing_alice(percent), slo).unwrap()
     }
 
     fn printed(routed: &Routed<'_>, json: bool) -> String {
@@ -558,7 +561,7 @@ mod tests {
     fn explain_says_a_forced_decision_was_forced_and_by_what() {
         // alice's bucket (3294347) is above 10 %'s threshold: she is canary only by the list.
         let gate = gate_forcing_alice(10.0);
-        let routed = route(&gate, Some(&formula(&gate)), b"alice", None).unwrap();
+        let routed = route(&gate, Some(&formula(10.0)), b"alice", None).unwrap();
         let text = printed(&routed, false);
         assert!(
             text.contains(
@@ -570,7 +573,7 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&printed(&routed, true)).unwrap();
         assert_eq!(json["forced"], "id_list");
         // An id routed by its bucket compares it, and has no `forced`.
-        let routed = route(&gate, Some(&formula(&gate)), b"bob", None).unwrap();
+        let routed = route(&gate, Some(&formula(10.0)), b"bob", None).unwrap();
         assert!(
             printed(&routed, false).contains("-> bucket 1673481 >= threshold 1000000 -> stable")
         );
@@ -578,9 +581,10 @@ mod tests {
         assert!(json.get("forced").is_none(), "{json}");
     }
 
-    /// The formula `--explain` computes for `gate`, whose salt is `default`.
-    fn formula(gate: &PromotionGateManager) -> Formula {
-        let formula = Formula::of(gate);
+    /// The formula `--explain` computes for [`forcing_alice`]'s config at `percent` %, whose
+    /// salt is `default`.
+    fn formula(percent: f64) -> Formula {
+        let formula = Formula::of(&forcing_alice(percent));
         assert_eq!(formula.salt, "default");
         formula
     }
@@ -601,7 +605,7 @@ mod tests {
     }
 
     #[test]
-    fn a_decision_by_another_threshold_than_the_environments_is_refused_unless_forced() {
+    fn a_decision_by_another_threshold_than_the_environments_is_refused_forced_or_not() {
         // Bucket 5 is canary by the engine's threshold 10 as by the environment's 20: the
         // comparison agrees, the threshold does not.
         for (threshold, engines) in [(20, 10), (0, 10), (10, 0)] {
@@ -618,19 +622,41 @@ mod tests {
                 )),
                 "{message}"
             );
-            assert!(check_comparison(b"u", 5, threshold, engines, is_canary, true).is_ok());
+            // Forcing decides the cohort, not the threshold.
+            assert!(check_comparison(b"u", 5, threshold, engines, is_canary, true).is_err());
+            assert!(check_comparison(b"u", 5, engines, engines, !is_canary, true).is_ok());
         }
         // A real decision of a gate at 10 %, checked against a config at 20 %: refused even
         // for an id whose bucket both thresholds put on the same side.
         let gate = gate_forcing_alice(10.0);
         let decision = gate.route_request("bob"); // bucket 1673481: stable at 10 %
-        let other = formula(&gate_forcing_alice(15.0)); // threshold 1500000: stable too
+        let other = formula(15.0); // threshold 1500000: stable too
         assert_eq!((decision.is_canary, other.threshold), (false, 1_500_000));
-        assert!(steps(&formula(&gate), b"bob", &decision).is_ok());
+        assert!(steps(&formula(10.0), b"bob", &decision).is_ok());
         let Err(CliError::Simulation(message)) = steps(&other, b"bob", &decision) else {
             panic!("a decision by threshold 1000000 passed a check at 1500000");
         };
         assert!(message.contains("by threshold 1000000"), "{message}");
+    }
+
+    #[test]
+    fn a_forced_decision_by_another_threshold_than_the_environments_is_refused() {
+        // alice is forced to the canary by the id list; the engine's threshold (10 %) is still
+        // the environment's, and `--json` prints it.
+        let gate = gate_forcing_alice(10.0);
+        let decision = gate.route_request("alice");
+        assert!(decision.forced.is_some() && decision.is_canary);
+        assert!(steps(&formula(10.0), b"alice", &decision).is_ok());
+        let Err(CliError::Simulation(message)) = steps(&formula(15.0), b"alice", &decision) else {
+            panic!("a forced decision by threshold 1000000 passed a check at 1500000");
+        };
+        assert!(
+            message.contains(
+                "the environment sets threshold 1500000 but the engine routed \"alice\" by \
+                 threshold 1000000"
+            ),
+            "{message}"
+        );
     }
 
     #[test]
