@@ -147,12 +147,33 @@ fn request_rate(text: &str) -> Result<f64, String> {
 /// or two of its decimal, so a stated end written so may fall just outside it.
 const DURATION_SLACK: f64 = 1e-9;
 
+/// How far [`stated_duration_range`] lets an end of [`Scenario::duration_range`] lie beyond a
+/// millisecond and still be stated as it, in parts of that end: a thousand times a double's
+/// last bit, far below [`DURATION_SLACK`], so that the millisecond stated is accepted.
+const ROUNDING_NOISE: f64 = 1e-12;
+
 /// The range `--duration` takes for `scenario`, as its refusal states it: the ends of
 /// [`Scenario::duration_range`] rounded inwards to a millisecond (then taken within
-/// [`DURATION_SLACK`], so both are accepted however written).
+/// [`DURATION_SLACK`], so both are accepted however written). An end within
+/// [`ROUNDING_NOISE`] past a millisecond is stated as that millisecond: the `good` scenario's
+/// least, 360 × 0.01 / 30 s, computes as 0.12000000000000001 s, and rounded up on its own it
+/// was stated as 0.121 s while 0.12 s ran.
 fn stated_duration_range(scenario: &Scenario) -> (f64, f64) {
     let (least, most) = scenario.duration_range();
-    ((least * 1e3).ceil() / 1e3, (most * 1e3).floor() / 1e3)
+    let (low, high) = (
+        least * (1.0 - ROUNDING_NOISE),
+        most * (1.0 + ROUNDING_NOISE),
+    );
+    // A millisecond whose division by 1000 rounds past the end moves one more inwards.
+    let mut from = (low * 1e3).ceil() / 1e3;
+    if from < low {
+        from = ((low * 1e3).ceil() + 1.0) / 1e3;
+    }
+    let mut to = (high * 1e3).floor() / 1e3;
+    if to > high {
+        to = ((high * 1e3).floor() - 1.0) / 1e3;
+    }
+    (from, to)
 }
 
 /// `--duration`: within the range the scenario can be scaled to ([`Scenario::duration_range`]),
@@ -494,6 +515,34 @@ mod tests {
         let (_, most) = stated_duration_range(&file);
         let run = scaled(&file, most).unwrap();
         assert_eq!(run.extension_s, MAX_RUN_S);
+    }
+
+    #[test]
+    fn the_stated_least_duration_is_the_least_accepted_to_the_millisecond() {
+        // good's least is 360 × 0.01 / 30 = 0.12000000000000001 s: rounded up to the
+        // millisecond on its own, it was stated as 0.121 s, refusing 0.1199 s that way while
+        // 0.12 s ran.
+        let good = Scenario::builtin(ScenarioName::Good);
+        let (from, to) = stated_duration_range(&good);
+        assert_eq!(from, 0.12);
+        for written in ["0.12", "120ms", "0.002m"] {
+            let total = parse_duration(written).unwrap();
+            assert!(scaled(&good, total).is_ok(), "{written}");
+        }
+        let Err(CliError::Usage(e)) = scaled(&good, 0.1199) else {
+            panic!("0.1199 s was taken");
+        };
+        assert!(
+            e.starts_with(&format!(
+                "invalid --duration = 0.1199 s: from 0.12 s to {} s for this scenario",
+                shown_number(to)
+            )),
+            "{e}"
+        );
+        assert!(scaled(&good, from - 0.001).is_err());
+        // The other end as before: rounded down to the millisecond.
+        assert_eq!(to, 1_666_666.666);
+        assert!(scaled(&good, to).is_ok());
     }
 
     #[test]
