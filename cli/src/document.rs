@@ -1,4 +1,4 @@
-//! Config documents on disk, JSON or TOML (by extension; otherwise by the first character),
+//! Config documents on disk, JSON or TOML (by extension; otherwise by the text, [`Format::of`]),
 //! read into the library's types with serde; every error names the field path, the value and
 //! where it is, the same way in both formats.
 
@@ -37,13 +37,25 @@ pub enum Format {
 }
 
 impl Format {
-    /// `.json` and `.toml` by name; otherwise JSON if the text starts with `{`.
+    /// `.json` and `.toml` by name (any case). Otherwise, as for `/dev/stdin` or `<(...)`, by
+    /// the text's first character but whitespace: `{` is JSON; `[` is JSON when the whole
+    /// text is a JSON value (`["x"]`, refused as a JSON array, not read as the TOML table
+    /// `x`), and TOML otherwise (a table header, `[promotion]`, `[[stages]]`); anything else
+    /// is TOML.
     pub fn of(path: &Path, text: &str) -> Self {
         match path.extension().and_then(|e| e.to_str()) {
             Some(e) if e.eq_ignore_ascii_case("toml") => Format::Toml,
             Some(e) if e.eq_ignore_ascii_case("json") => Format::Json,
-            _ if text.trim_start().starts_with('{') => Format::Json,
-            _ => Format::Toml,
+            _ => {
+                let text = text.trim_start();
+                if text.starts_with('{')
+                    || (text.starts_with('[') && serde_json::from_str::<IgnoredAny>(text).is_ok())
+                {
+                    Format::Json
+                } else {
+                    Format::Toml
+                }
+            }
         }
     }
 }
@@ -1219,6 +1231,26 @@ mod tests {
         assert_eq!(Format::of(Path::new("a.TOML"), "{"), Format::Toml);
         assert_eq!(Format::of(Path::new("a"), " {}"), Format::Json);
         assert_eq!(Format::of(Path::new("a.conf"), "gate = 'x'"), Format::Toml);
+        // `[` is JSON when the text is JSON, a TOML table header otherwise.
+        for json in ["[\"x\"]", " \n[]", "[1, {\"gate\": \"x\"}]", "[[1]]"] {
+            assert_eq!(
+                Format::of(Path::new("/dev/stdin"), json),
+                Format::Json,
+                "{json}"
+            );
+        }
+        for toml in [
+            "[promotion]\ngate = 'x'\n",
+            "[[stages]]\nduration_s = 1\n",
+            "# c\n[1]",
+        ] {
+            assert_eq!(
+                Format::of(Path::new("/dev/stdin"), toml),
+                Format::Toml,
+                "{toml}"
+            );
+        }
+        assert_eq!(Format::of(Path::new("a.toml"), "[\"x\"]"), Format::Toml);
     }
 
     #[test]

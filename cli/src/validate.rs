@@ -26,7 +26,9 @@ pub enum Kind {
 /// Flags of `validate`.
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// The file to check (JSON or TOML).
+    /// The file to check, JSON or TOML: by its extension, `.json` or `.toml`; without one
+    /// (/dev/stdin, <(...)) JSON if its text starts with `{`, or with `[` and is all JSON (an
+    /// array, refused as one), TOML otherwise (a table header such as `[promotion]`).
     file: PathBuf,
     /// What the file holds.
     #[arg(long, value_enum, default_value = "promotion")]

@@ -1142,6 +1142,34 @@ fn validate_reads_each_file_once_so_stdin_can_be_checked() {
 }
 
 #[test]
+fn a_document_without_an_extension_is_json_when_its_text_is_a_json_value() {
+    // A JSON array on stdin was read as TOML, the table `x`: "invalid TOML: x: unknown field".
+    for array in ["[\"x\"]\n", " [1, 2]", "[]"] {
+        let output = run_with_stdin(&["validate", "/dev/stdin"], array);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{array}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).starts_with(
+                "error: /dev/stdin: invalid JSON: a PromotionConfig must be a JSON object with \
+                 named fields, not an array"
+            ),
+            "{array}: {}",
+            stderr(&output)
+        );
+    }
+    // A TOML table header is TOML still.
+    let output = run_with_stdin(
+        &["validate", "--kind", "scenario", "/dev/stdin"],
+        "[promotion]\ngate = \"search\"\n\n[[stages]]\ntraffic_percent = 5\nduration_s = 60\n",
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+#[test]
 fn validate_refuses_slo_with_another_kind_as_a_conflict() {
     // --slo pairs an SLO file with a PromotionConfig: with --kind slo or scenario it was
     // accepted and checked alone, for no gate.
