@@ -14,10 +14,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::ffi::OsString;
 use std::io::{self, BufRead, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::document;
-use crate::error::{CliError, shown_escaped};
+use crate::error::{CliError, shown_escaped, shown_path};
 use crate::flag::{any_text, finite_number, overriding, text};
 
 /// The longest request id `route` reads from a line of stdin, in bytes (64 KiB, far beyond the
@@ -31,8 +31,9 @@ pub const MAX_ID_BYTES: usize = 64 * 1024;
 pub struct RouteArgs {
     /// A PromotionConfig file (JSON or TOML), whose fields the flags below override. Its
     /// `store`, if any, is checked but never opened: route answers for the file's static
-    /// config, not for a store's current state, and creates or writes nothing [default: none,
-    /// the library's PromotionConfig defaults]
+    /// config, not for a store's current state, and creates or writes nothing. It cannot be
+    /// stdin (/dev/stdin) unless ids are given: without them, ids are read from stdin
+    /// [default: none, the library's PromotionConfig defaults]
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     #[arg(long, value_parser = text(any_text), help = overriding("The gate's name (the default salt)", PromotionConfig::default().gate))]
@@ -63,7 +64,8 @@ pub struct RouteArgs {
     json: bool,
     #[arg(help = format!(
         "Request ids; without any, ids are read from stdin, one per line (empty lines skipped; \
-         a line longer than {MAX_ID_BYTES} bytes, MAX_ID_BYTES, is refused with its number)"
+         a line longer than {MAX_ID_BYTES} bytes, MAX_ID_BYTES, is refused with its number), \
+         so that --config cannot then be stdin"
     ))]
     ids: Vec<OsString>,
 }
@@ -257,8 +259,48 @@ fn routing_slo(config: &PromotionConfig) -> SloConfig {
     }
 }
 
+/// Refuses a `--config` that is stdin (`/dev/stdin`, or the file stdin is redirected from)
+/// when no id is given: the ids are then read from stdin too, which the config has used up (a
+/// pipe: nothing was routed, and the command exited 0) or holds (a file: its lines would be
+/// taken for ids). A bad flag (exit 2), checked before either is read.
+fn check_stdin_read_once(args: &RouteArgs) -> Result<(), CliError> {
+    match &args.config {
+        Some(path) if args.ids.is_empty() && is_stdin(path) => Err(CliError::Usage(format!(
+            "--config {} is stdin, and with no ids on the command line the ids are read from \
+             stdin too: give the ids as arguments, or the config as a file",
+            shown_path(path)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `path` is the file stdin reads: the same device and inode (a pipe's too, which
+/// `/dev/stdin` opens again).
+#[cfg(unix)]
+fn is_stdin(path: &Path) -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Ok(stdin) = io::stdin().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    match (
+        std::fs::File::from(stdin).metadata(),
+        std::fs::metadata(path),
+    ) {
+        (Ok(stdin), Ok(file)) => stdin.dev() == file.dev() && stdin.ino() == file.ino(),
+        _ => false,
+    }
+}
+
+/// Whether `path` is the file stdin reads: known by name only, where there is no inode.
+#[cfg(not(unix))]
+fn is_stdin(path: &Path) -> bool {
+    path == Path::new("/dev/stdin")
+}
+
 /// Runs `route`.
 pub fn run(args: &RouteArgs) -> Result<(), CliError> {
+    check_stdin_read_once(args)?;
     let config = config(args)?;
     // The salt and threshold of the config the gate is built with, which --explain checks the
     // engine's decisions against.

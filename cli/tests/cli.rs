@@ -1170,6 +1170,82 @@ fn a_document_without_an_extension_is_json_when_its_text_is_a_json_value() {
 }
 
 #[test]
+fn route_refuses_a_config_on_stdin_when_the_ids_are_read_from_stdin_too() {
+    // The config used stdin up: no id was read, nothing printed, exit 0. Refused before
+    // stdin is read, so the write may find the pipe closed.
+    let refused = |config: &str, stdin: Stdio| {
+        let mut child = Command::new(BIN)
+            .args(["route", "--config", config])
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(mut input) = child.stdin.take() {
+            let written = input.write_all(b"{}\n");
+            assert!(
+                written
+                    .as_ref()
+                    .map_or_else(|e| e.kind() == std::io::ErrorKind::BrokenPipe, |()| true),
+                "{written:?}"
+            );
+        }
+        child.wait_with_output().unwrap()
+    };
+    // A pipe, and a file stdin is redirected from (its lines would be taken for ids).
+    let file = temp_file("route-stdin-config.json", "{}\n");
+    for (config, stdin) in [
+        ("/dev/stdin", Stdio::piped()),
+        ("/dev/fd/0", Stdio::piped()),
+        (
+            "/dev/stdin",
+            Stdio::from(std::fs::File::open(&file).unwrap()),
+        ),
+        (
+            text(&file),
+            Stdio::from(std::fs::File::open(&file).unwrap()),
+        ),
+    ] {
+        let output = refused(config, stdin);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{config}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(&format!(
+                "--config {config} is stdin, and with no ids on the command line the ids are \
+                 read from stdin too"
+            )),
+            "{}",
+            stderr(&output)
+        );
+        assert_eq!(stdout(&output), "");
+    }
+    // With ids on the command line, the config is read from stdin.
+    let output = run_with_stdin(
+        &["route", "--config", "/dev/stdin", "alice"],
+        r#"{"environment": "staging"}"#,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).starts_with("alice\tcanary"),
+        "{}",
+        stdout(&output)
+    );
+    // A config file and ids on stdin, as before.
+    let config = temp_file("route-stdin.json", r#"{"environment": "staging"}"#);
+    let output = run_with_stdin(&["route", "--config", text(&config)], "alice\n");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).starts_with("alice\tcanary"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
 fn validate_refuses_slo_with_another_kind_as_a_conflict() {
     // --slo pairs an SLO file with a PromotionConfig: with --kind slo or scenario it was
     // accepted and checked alone, for no gate.
