@@ -6,8 +6,9 @@
 //! `duration_range`, `scale_to`), which `validate` and `simulate` run on what it read.
 //!
 //! Input: a byte choosing the kind (config, SLO, scenario) and the file name (`.json`,
-//! `.toml`, or none: JSON when the text starts with `{`), then the document (inputs that are
-//! not UTF-8 are left out: `load` refuses them before `parse`). For every input:
+//! `.toml`, or none: JSON when the text starts with `{`, or with `[` and is all JSON,
+//! `Format::of`), then the document (inputs that are not UTF-8 are left out: `load` refuses
+//! them before `parse`). For every input:
 //! - no panic, and a refusal is `CliError::Parse` whose message is one line;
 //! - a config or SLO document read as JSON and validated is accepted exactly when the
 //!   library's `from_json` accepts it, and reads as the same value (an empty one aside: the
