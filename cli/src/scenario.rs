@@ -1423,6 +1423,48 @@ mod tests {
         assert_eq!(s.extension_s, 3.0);
     }
 
+    #[test]
+    fn a_promotion_table_with_every_key_written_reads_as_the_library_reads_it() {
+        // promotion_wire copies the library's field list: a key the library reads otherwise
+        // (a rename, an alias, a reader of its own) would read differently here.
+        let config = promotion_gates::PromotionConfig::from_json(
+            r#"{"environment": {"canary": {"traffic_percent": 12.5}}, "feature_flags": ["a"],
+                "auto_rollback_enabled": false, "slo_threshold": 0.9,
+                "rollback_window_seconds": 120, "gate": "search", "salt": "pepper",
+                "graduated_flags": ["b"], "max_rollback_history": 7,
+                "store": {"sqlite": {"path": "a.db"}},
+                "overrides": {"stable_ids": ["user-1"], "header": "X-Canary"}}"#,
+        )
+        .unwrap();
+        let json = format!(
+            r#"{{"promotion": {}}}"#,
+            serde_json::to_string(&config).unwrap()
+        );
+        assert_eq!(read("s.json", &json).promotion, config, "{json}");
+        let mut table = toml::Table::new();
+        table.insert(
+            "promotion".into(),
+            toml::Table::try_from(&config).unwrap().into(),
+        );
+        let text = toml::to_string(&table).unwrap();
+        assert_eq!(read("s.toml", &text).promotion, config, "{text}");
+        // An unknown key is refused with the library's list of keys.
+        let library = promotion_gates::PromotionConfig::from_json(r#"{"x": 1}"#)
+            .unwrap_err()
+            .to_string();
+        let here = crate::document::parse::<Scenario>(
+            std::path::Path::new("s.json"),
+            r#"{"promotion": {"x": 1}}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        let expected = |e: &str| {
+            let list = &e[e.find("expected one of").unwrap()..];
+            list[..list.find(" at line").unwrap()].to_string()
+        };
+        assert_eq!(expected(&here), expected(&library), "{here}\n{library}");
+    }
+
     /// `text` read as a scenario file named `name` (its extension picks the format).
     fn read(name: &str, text: &str) -> Scenario {
         crate::document::parse(std::path::Path::new(name), text).unwrap()

@@ -147,22 +147,18 @@ fn request_rate(text: &str) -> Result<f64, String> {
 /// or two of its decimal, so a stated end written so may fall just outside it.
 const DURATION_SLACK: f64 = 1e-9;
 
-/// How far [`stated_duration_range`] lets an end of [`Scenario::duration_range`] lie beyond a
-/// millisecond and still be stated as it, in parts of that end: a thousand times a double's
-/// last bit, far below [`DURATION_SLACK`], so that the millisecond stated is accepted.
-const ROUNDING_NOISE: f64 = 1e-12;
-
-/// The range `--duration` takes for `scenario`, as its refusal states it: the ends of
-/// [`Scenario::duration_range`] rounded inwards to a millisecond (then taken within
-/// [`DURATION_SLACK`], so both are accepted however written). An end within
-/// [`ROUNDING_NOISE`] past a millisecond is stated as that millisecond: the `good` scenario's
-/// least, 360 × 0.01 / 30 s, computes as 0.12000000000000001 s, and rounded up on its own it
-/// was stated as 0.121 s while 0.12 s ran.
+/// The range `--duration` takes for `scenario`, as its refusal states it: the accepted range,
+/// the ends of [`Scenario::duration_range`] widened by [`DURATION_SLACK`], rounded inwards to a
+/// millisecond. So each end stated is accepted, and the millisecond just beyond it is refused:
+/// the `good` scenario's least, 360 × 0.01 / 30 s, computes as 0.12000000000000001 s, and
+/// rounded up on its own it was stated as 0.121 s while 0.12 s ran (as, for a least up to a
+/// billionth past a millisecond, would a margin narrower than the slack); its most,
+/// 1 666 666.6666666667 s, is stated as 1 666 666.668 s, the last millisecond taken as it.
 fn stated_duration_range(scenario: &Scenario) -> (f64, f64) {
     let (least, most) = scenario.duration_range();
     let (low, high) = (
-        least * (1.0 - ROUNDING_NOISE),
-        most * (1.0 + ROUNDING_NOISE),
+        least * (1.0 - DURATION_SLACK),
+        most * (1.0 + DURATION_SLACK),
     );
     // A millisecond whose division by 1000 rounds past the end moves one more inwards.
     let mut from = (low * 1e3).ceil() / 1e3;
@@ -540,9 +536,25 @@ mod tests {
             "{e}"
         );
         assert!(scaled(&good, from - 0.001).is_err());
-        // The other end as before: rounded down to the millisecond.
-        assert_eq!(to, 1_666_666.666);
+        // The other end, 1 666 666.6666666667 s, taken within a billionth: 1 666 666.668 s
+        // runs (as the most), and was stated as 1 666 666.666 s; the next millisecond not.
+        assert_eq!(to, 1_666_666.668);
         assert!(scaled(&good, to).is_ok());
+        assert!(scaled(&good, to + 0.001).is_err());
+    }
+
+    #[test]
+    fn a_least_a_billionth_past_a_millisecond_is_stated_as_that_millisecond() {
+        // planned 12.000000001 s: least 0.12000000001 s, which a trillionth's margin stated
+        // as 0.121 s, though 0.12 s is within the slack and runs.
+        let file = scenario_file(
+            r#"{"stages":[{"traffic_percent":1,"duration_s":1.0},
+                {"traffic_percent":5,"duration_s":11.000000001}]}"#,
+        );
+        let (from, _) = stated_duration_range(&file);
+        assert_eq!(from, 0.12);
+        assert!(scaled(&file, from).is_ok());
+        assert!(scaled(&file, from - 0.001).is_err());
     }
 
     #[test]

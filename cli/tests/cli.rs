@@ -1859,7 +1859,7 @@ fn a_run_beyond_the_limits_is_refused_naming_the_flag_or_field() {
             2,
             &[
                 "invalid --duration = ",
-                " s: from 0.12 s to 1666666.666 s for this scenario",
+                " s: from 0.12 s to 1666666.668 s for this scenario",
                 "10000000000 requests",
             ],
         );
@@ -1867,7 +1867,7 @@ fn a_run_beyond_the_limits_is_refused_naming_the_flag_or_field() {
     fails_saying(
         &["simulate", "--duration", "10ms"],
         2,
-        &["invalid --duration = 0.01 s: from 0.12 s to 1666666.666 s"],
+        &["invalid --duration = 0.01 s: from 0.12 s to 1666666.668 s"],
     );
 }
 
