@@ -9,9 +9,13 @@ where the header takes bytes as `const uint8_t *` (or `const uint8_t **`), the m
 declare `const char *` (`const char **`): the same ABI, and LuaJIT passes a Lua string to it
 without a copy. A struct's definition must also be the only declaration of its `cdef` block:
 LuaJIT stops a block at its first error, so a host that declared the struct first would leave
-the rest of the block undeclared. Every function of the header must be declared, but for those
+the rest of the block undeclared. Each name must be declared once in the whole module: LuaJIT
+keeps the first declaration of a function or typedef and silently ignores a different one after
+it, so a stale earlier declaration would be the one used (this script compared only the last).
+Every function of the header must be declared, but for those
 `NOT_DECLARED` names with its reason. Prints each mismatch; exits 1 on a mismatch, a header
-function the module does not declare and `NOT_DECLARED` does not name, or a name of
+function the module does not declare and `NOT_DECLARED` does not name, a name the module
+declares twice, or a name of
 `NOT_DECLARED` that the module declares or the header no longer has. (test.lua compares the
 header's enum values and constants with the module's tables.)
 """
@@ -58,12 +62,21 @@ def split_decl(decl: str) -> tuple[str, str]:
     return norm(m.group(1)), m.group(2)
 
 
-def declarations(text: str) -> dict[str, tuple[str, object]]:
-    """name -> ("struct", [(field, type)]) | ("typedef", {types}) | ("function", (ret, [types]))."""
+def declarations(text: str, repeated: list[str] | None = None) -> dict[str, tuple[str, object]]:
+    """name -> ("struct", [(field, type)]) | ("typedef", {types}) | ("function", (ret, [types])).
+
+    A name declared more than once is appended to `repeated` (when given) at each declaration
+    after its first; the header's typedefs may repeat (each of its forms is kept in the set)."""
     found: dict[str, tuple[str, object]] = {}
     c = code(text)
+
+    def seen(name: str) -> None:
+        if repeated is not None and name in found:
+            repeated.append(name)
+
     for name, body in re.findall(r"typedef\s+struct\s+(\w+)\s*\{(.*?)\}\s*\1\s*;", c, re.S):
         fields = [split_decl(d)[::-1] for d in body.split(";") if d.strip()]
+        seen(name)
         found[name] = ("struct", fields)
     c = re.sub(r"typedef\s+struct\s+(\w+)\s*\{.*?\}\s*\1\s*;", "", c, flags=re.S)
     for statement in c.split(";"):
@@ -73,6 +86,7 @@ def declarations(text: str) -> dict[str, tuple[str, object]]:
         if statement.startswith("typedef"):
             m = re.fullmatch(r"typedef (.+?) (\w+)", statement)
             if m:  # plain typedefs; a function-pointer typedef is not matched and not compared
+                seen(m.group(2))
                 kind, types = found.get(m.group(2), ("typedef", set()))
                 assert isinstance(types, set)
                 types.add(norm(m.group(1)))
@@ -82,6 +96,7 @@ def declarations(text: str) -> dict[str, tuple[str, object]]:
         if m:
             ret, name, params = m.groups()
             types = [split_decl(p)[0] for p in params.split(",") if p.strip() not in ("", "void")]
+            seen(name)
             found[name] = ("function", (norm(ret), types))
     return found
 
@@ -130,7 +145,13 @@ def main() -> int:
     module: dict[str, tuple[str, object]] = {}
     problems = []
     for block in blocks:
-        module.update(declarations(block))
+        repeated: list[str] = []
+        declared = declarations(block, repeated)
+        repeated += [name for name in declared if name in module]
+        for name in sorted(set(repeated)):
+            problems.append(f"{name}: declared more than once in the module (LuaJIT keeps the first "
+                            "declaration and ignores a different one after it: declare each name once)")
+        module.update(declared)
         structs = re.findall(r"typedef\s+struct\s+(\w+)\s*\{.*?\}\s*\1\s*;", code(block), re.S)
         rest = re.sub(r"typedef\s+struct\s+(\w+)\s*\{.*?\}\s*\1\s*;", "", code(block), flags=re.S)
         if structs and (len(structs) > 1 or rest.strip()):

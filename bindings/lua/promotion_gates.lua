@@ -25,9 +25,11 @@ local ffi = require("ffi")
 -- in one state (busted's insulate, a hot reload) would otherwise fail on "attempt to redefine".
 -- LuaJIT stops parsing a block at its first error, so a struct the host may already have
 -- declared (it cdef'd the header, or the part it uses) goes in a call of its own, never
--- before the declarations that follow it: a struct's body is the only redefinition refused
--- (a typedef or a function may be declared again), and it would take the rest of its block
--- with it (check_cdef.py checks each stands alone).
+-- before the declarations that follow it: a struct's body is the only redefinition refused,
+-- and it would take the rest of its block with it (check_cdef.py checks each stands alone). A
+-- typedef or a function declared again is not refused but ignored, even when it differs:
+-- LuaJIT keeps the first declaration, so only an identical one is harmless, and a host's
+-- earlier different declaration wins (check_cdef.py refuses a name declared twice here).
 local function cdef(declarations)
   local ok, err = pcall(ffi.cdef, declarations)
   if not ok and not tostring(err):find("attempt to redefine", 1, true) then

@@ -23,6 +23,25 @@ python3 bindings/c/vectors_tsv.py tests/vectors/routing.json >bindings/lua/build
 
 echo "== the module's ffi.cdef against include/promotion_gates.h"
 python3 bindings/lua/check_cdef.py include/promotion_gates.h bindings/lua/promotion_gates.lua
+# A name declared twice is refused, whatever the second says: LuaJIT keeps the first
+# declaration, so a stale pgate_route in a block before the right one would be the one used.
+stale=bindings/lua/build/stale_cdef.lua
+python3 - bindings/lua/promotion_gates.lua "$stale" <<'PY'
+import sys
+text = open(sys.argv[1], encoding="utf-8").read()
+at = text.index("cdef [[")
+stale = ("cdef [[\npgate_status pgate_route(const pgate_gate *gate, const char *id, "
+         "pgate_decision *out);\n]]\n\n")
+open(sys.argv[2], "w", encoding="utf-8").write(text[:at] + stale + text[at:])
+PY
+if out=$(python3 bindings/lua/check_cdef.py include/promotion_gates.h "$stale" 2>&1); then
+  echo "FAIL: check_cdef.py passed a module declaring pgate_route twice (a stale one first)" >&2
+  exit 1
+fi
+case "$out" in
+  *"pgate_route: declared more than once"*) ;;
+  *) echo "FAIL: check_cdef.py did not name pgate_route: $out" >&2; exit 1 ;;
+esac
 
 echo "== refusals before any library is loaded"
 # A fresh process whose default library cannot be loaded: pg.load's refusals must not load it
