@@ -703,6 +703,11 @@ end
 --- Frees the gate now (decisions routed by it become useless) and returns true, as the other
 --- calls that change something do. Calling it twice is harmless (true again); every other
 --- call on it afterwards returns nil, "PGATE_STATUS_INVALID_HANDLE: ...", 13. (A C call never yields, so no other coroutine is inside a call on the gate.)
+--- When the library's free fails, that failure: nil, "PGATE_STATUS_PANIC", 14 (say), as the
+--- other calls return a failing status; the gate is gone all the same (every later call is
+--- refused as on a freed gate, and a second free returns true). A gate made before a fork
+--- and freed in the child fails so: the child has none of its threads (make gates after the
+--- fork: see the README, "In OpenResty").
 --- Called on something that is no gate (gate.free(x)): nil, "PGATE_STATUS_INVALID_ARGUMENT:
 --- invalid gate = ...", 2, and nothing is freed.
 function Gate:free()
@@ -711,7 +716,10 @@ function Gate:free()
   elseif self.handle ~= nil then
     local handle = ffi.gc(self.handle, nil)
     self.handle = nil
-    C.pgate_gate_free(handle)
+    local status = C.pgate_gate_free(handle)
+    if status ~= M.OK then
+      return failure(status)
+    end
   end
   return true
 end

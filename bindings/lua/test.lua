@@ -1671,6 +1671,28 @@ local function test_free_returns_true()
   check(gate:free() == true, "free of a freed gate returns true")
 end
 
+-- gate:free() returns the library's failure as the other calls return theirs: a free that
+-- panicked (a gate made before a fork, freed in the child, whose sync thread is not there
+-- to join) returned true. A stand-in library whose pgate_gate_free returns
+-- PGATE_STATUS_PANIC (14) after freeing the gate; the gate is gone all the same.
+local function test_free_returns_its_failure()
+  local gate = assert(pg.new())
+  local config_json, up, real = library_upvalue(gate)
+  debug.setupvalue(config_json, up, setmetatable({
+    pgate_gate_free = function(handle)
+      real.pgate_gate_free(handle)
+      return pg.PANIC
+    end,
+  }, { __index = real }))
+  local ok, message, status = gate:free()
+  debug.setupvalue(config_json, up, real)
+  check(ok == nil and status == 14 and message == "PGATE_STATUS_PANIC",
+        "a failing free: " .. tostring(ok) .. ", " .. tostring(message) .. ", " .. tostring(status))
+  local again, why, code = gate:route("u")
+  check(again == nil and code == 13, "a gate whose free failed is freed: " .. tostring(why))
+  check(gate:free() == true, "free of a gate whose free failed returns true")
+end
+
 -- $PGATE_LIB set empty counts as unset, as Python's PROMOTION_GATES_LIBRARY (ffi.load("")
 -- looked for "lib.so", and the error did not say where the name came from), and a library it
 -- names that cannot be loaded is an error naming the variable. Each in a child luajit, whose
@@ -1792,6 +1814,7 @@ test_freed_by_a_finalizer()
 test_every_call_sees_a_finalizers_free()
 test_loaded_twice()
 test_free_returns_true()
+test_free_returns_its_failure()
 test_pgate_lib()
 print(string.format("%d passed, %d failed", passed, failed))
 os.exit(failed == 0 and 0 or 1)
