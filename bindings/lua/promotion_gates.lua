@@ -691,9 +691,10 @@ function M.new(config_json, slo_json)
   end
   local self = setmetatable({
     handle = ffi.gc(out[0], c.pgate_gate_free),
-    health_buf = ffi.new("pgate_health[1]"),
-    len_buf = ffi.new("size_t[1]"),
-    name_buf = ffi.new("const char *[1]"),
+    -- Scratch for the calls whose outputs are read with no allocation between the call and
+    -- the reads (a uint32_t or a bool reads as a Lua number or boolean, unboxed), so a
+    -- finalizer's call on this gate, at an allocation before, cannot change them in between;
+    -- the calls with outputs read otherwise (flags, read_health) allocate their own.
     recorded_buf = ffi.new("pgate_recorded[1]"),
     bool_buf = ffi.new("bool[1]"),
   }, Gate)
@@ -939,19 +940,28 @@ function Gate:flags(decision)
   if not is_decision(decision) then
     return not_a_decision(decision)
   end
-  local status = C.pgate_flag_set_len(self.handle, decision.flag_set, self.len_buf)
+  -- The call's own buffers, not the gate's: a finalizer may run at any allocation below (the
+  -- table, the strings, the boxed pointer and length) and call gate:flags on this gate
+  -- itself, which would overwrite shared ones between a call and the reads of what it wrote.
+  local name_out, len_out = ffi.new("const char *[1]"), ffi.new("size_t[1]")
+  -- Read now, after the allocations above: a finalizer they ran may have freed the gate.
+  local handle = self.handle
+  if handle == nil then
+    return freed("flags", self)
+  end
+  local status = C.pgate_flag_set_len(handle, decision.flag_set, len_out)
   if status ~= M.OK then -- the library's call writes no message
     return flag_set_failure(status, decision.flag_set)
   end
   local names = {}
-  for i = 0, tonumber(self.len_buf[0]) - 1 do
+  for i = 0, tonumber(len_out[0]) - 1 do
     -- Read again each time: the strings and the table allocate, and a finalizer that ran
     -- then may have freed the gate.
-    local handle = self.handle
+    handle = self.handle
     if handle == nil then
       return freed("flags", self)
     end
-    status = C.pgate_flag_set_name(handle, decision.flag_set, i, self.name_buf, self.len_buf)
+    status = C.pgate_flag_set_name(handle, decision.flag_set, i, name_out, len_out)
     if status ~= M.OK then
       return flag_set_failure(status, decision.flag_set)
     end
@@ -959,7 +969,7 @@ function Gate:flags(decision)
     -- allocates (each is boxed), so a finalizer may free the gate, the name with it, before
     -- the copy: read the gate once more after those reads. Nothing between that read and
     -- ffi.string's copy allocates (ffi.string collects garbage only after copying).
-    local name, len = self.name_buf[0], self.len_buf[0]
+    local name, len = name_out[0], len_out[0]
     if self.handle == nil then
       return freed("flags", self)
     end
@@ -998,17 +1008,21 @@ local function health_once(self, operation, fn)
     return freed(operation, self)
   end
   local cap = M.EVIDENCE_CAPACITY
+  -- The call's own buffers, not the gate's: the reads below allocate (the struct's reference,
+  -- the string, the table), and a finalizer run there may call read_health on this gate
+  -- itself, which would overwrite shared ones before their fields were read.
   local evidence = ffi.new("char[?]", cap)
-  -- Read now, after the allocation above: a finalizer it ran may have freed the gate.
+  local out, len = ffi.new("pgate_health[1]"), ffi.new("size_t[1]")
+  -- Read now, after the allocations above: a finalizer they ran may have freed the gate.
   local handle = self.handle
   if handle == nil then
     return freed(operation, self)
   end
-  local status = fn(handle, self.health_buf, evidence, cap, self.len_buf)
+  local status = fn(handle, out, evidence, cap, len)
   if status ~= M.OK then
     return failure(status)
   end
-  return health_table(self.health_buf[0], ffi.string(evidence, self.len_buf[0]))
+  return health_table(out[0], ffi.string(evidence, len[0]))
 end
 
 -- Judges now (pgate_monitor_health): see health_once.

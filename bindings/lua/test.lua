@@ -1648,6 +1648,78 @@ local function test_every_call_sees_a_finalizers_free()
   check(#given == 0, calls_given_a_freed_gate(given))
 end
 
+-- A finalizer may run at any allocation, also one inside a call on a gate, and call the same
+-- gate: flags kept a name's pointer and length in the gate's own buffers, and read the pointer
+-- (boxed: an allocation) before the length, so a finalizer's gate:flags(d_long) there left
+-- its last name's length for the copy of d_short's name (a read past its end); read_health
+-- read its struct through a reference (an allocation) and its fields after more, so a
+-- finalizer's record and read_health there gave one call's evidence with another's numbers.
+-- Each round leaves such a finalizer to the collector and calls both until it ran: every
+-- name must be one of d_short's, and each health's canary count the one its evidence gives.
+local function test_a_finalizers_call_on_the_same_gate()
+  local ffi = require("ffi")
+  local long = {}
+  for i = 1, 8 do
+    long[i] = ('"release_%d_%s"'):format(i, ("r"):rep(90))
+  end
+  local gate = assert(pg.new('{"environment": {"canary": {"traffic_percent": 50}}, '
+    .. '"graduated_flags": ["a", "bb"], "feature_flags": [' .. table.concat(long, ",") .. "]}"))
+  local d_short = assert(gate:route((find_id(gate, false))))
+  local d_long = assert(gate:route((find_id(gate, true))))
+  local short_names = { a = true, bb = true }
+  check(#assert(gate:flags(d_short)) == 2 and #assert(gate:flags(d_long)) == 10,
+        "a stable decision with two flags, a canary one with ten")
+  -- `rounds` rounds of `call()` (returning what it read wrong, or nil) until a finalizer
+  -- calling `reenter()` ran: the wrong reads, and how many calls were made.
+  local function with_reentry(rounds, reenter, call)
+    local wrong, calls, reentered = {}, 0, 0
+    interpreted(function() for round = 1, rounds do
+      local done = false
+      ffi.gc(ffi.new("char[64]"), function()
+        done = true
+        reentered = reentered + 1
+        reenter()
+      end)
+      repeat
+        if round % 2 == 0 then
+          collectgarbage("restart")
+        end
+        calls = calls + 1
+        wrong[#wrong + 1] = call()
+      until done
+    end end)
+    check(reentered == rounds, reentered .. " finalizers ran of " .. rounds)
+    return wrong, calls
+  end
+  local wrong, calls = with_reentry(1000, function() gate:flags(d_long) end, function()
+    local names, why = gate:flags(d_short)
+    for _, name in ipairs(names or { "(none: " .. tostring(why) .. ")" }) do
+      if not short_names[name] then
+        return ("%q (%d bytes)"):format(name:sub(1, 40), #name)
+      end
+    end
+  end)
+  check(#wrong == 0, #wrong .. " flag lists of " .. calls .. " took another call's buffers: "
+          .. table.concat(wrong, ", ", 1, math.min(#wrong, 3)))
+  wrong, calls = with_reentry(1000, function()
+    gate:record(d_long, true, 1e6)
+    gate:read_health()
+  end, function()
+    local health, message = gate:read_health()
+    if health == nil then
+      return tostring(message)
+    end
+    local shown = tonumber(health.evidence:match("canary (%d+) req"))
+    if shown ~= health.canary_requests then
+      return ("canary_requests %d, evidence %q"):format(health.canary_requests,
+                                                        health.evidence:sub(1, 40))
+    end
+  end)
+  check(#wrong == 0, #wrong .. " healths of " .. calls .. " took another call's buffers: "
+          .. table.concat(wrong, ", ", 1, math.min(#wrong, 3)))
+  gate:free()
+end
+
 -- The module loaded a second time in one Lua state (busted's insulate, a hot reload): its
 -- declarations were refused as redefinitions.
 local function test_loaded_twice()
@@ -1812,6 +1884,7 @@ test_store()
 test_document_check_slo()
 test_freed_by_a_finalizer()
 test_every_call_sees_a_finalizers_free()
+test_a_finalizers_call_on_the_same_gate()
 test_loaded_twice()
 test_free_returns_true()
 test_free_returns_its_failure()
