@@ -19,7 +19,7 @@ import pytest
 from conftest import PYTHON_DIR, REPO, canary, latency_vectors, run_child
 
 import promotion_gates as pg
-from promotion_gates import Environment, Gate, Recorded, Status, _ffi
+from promotion_gates import Environment, Gate, Recorded, Status, _ffi, telemetry
 from promotion_gates._arguments import (
     INVISIBLE,
     MAX_DOCUMENT_BYTES,
@@ -30,7 +30,7 @@ from promotion_gates._arguments import (
     member,
     shown,
 )
-from promotion_gates.errors import _check, error_class
+from promotion_gates.errors import _check, error_class, interrupted
 
 #: 10**400 as a refused value is shown: its first 160 digits, then its length.
 HUGE_SHOWN = "1" + "0" * 159 + "...(401 bytes)"
@@ -601,6 +601,40 @@ def test_the_error_object_is_always_freed(monkeypatch: pytest.MonkeyPatch) -> No
                 gate.enable_feature("a b")
         gate.enable_feature("ok")  # success: no error object
     assert len(freed) == 3 and all(freed)
+
+
+def test_the_error_object_of_an_interrupted_call_is_freed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C the log callback kept while a cold call ran was raised as the call left the
+    gate, before its check read and freed the error object the library wrote for a refusal:
+    each such call (promote, rollback, a flag turned on or off, a config or SLO swap) leaked
+    one. A rollback in Production is refused with one; the Ctrl-C comes during it."""
+    loaded = _ffi.lib()
+    real_free, real_rollback = loaded.pgate_error_free, loaded.pgate_rollback
+    freed: list[int] = []
+
+    def counting_free(err: c_void_p) -> None:
+        freed.append(err.value or 0)
+        real_free(err)
+
+    def interrupted_rollback(*args: Any) -> int:
+        status: int = real_rollback(*args)
+        assert telemetry._kept(KeyboardInterrupt("during rollback"))  # as the log callback does
+        return status
+
+    monkeypatch.setattr(loaded, "pgate_error_free", counting_free)
+    try:
+        with Gate() as gate:
+            assert gate.state().environment == Environment.PRODUCTION
+            monkeypatch.setattr(loaded, "pgate_rollback", interrupted_rollback)
+            with pytest.raises(KeyboardInterrupt, match="during rollback"):
+                gate.rollback("x")
+            assert interrupted == [] and len(freed) == 1 and all(freed), freed
+            monkeypatch.setattr(loaded, "pgate_rollback", real_rollback)
+            with pytest.raises(pg.RollbackRefusedError):  # the refusal the Ctrl-C came before
+                gate.rollback("x")
+            assert len(freed) == 2
+    finally:
+        interrupted.clear()
 
 
 NAN, INF = float("nan"), float("inf")

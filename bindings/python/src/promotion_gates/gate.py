@@ -573,6 +573,20 @@ class Gate:
         status: int = self._held(operation, lambda h: getattr(self._c, function)(h, *args))
         return status
 
+    def _explained(self, operation: str, function: str, *args: Any) -> tuple[int, c_void_p]:
+        """The status of the library's ``function(handle, *args, &err)``, a cold call that
+        explains a failure in an error object, called with the gate held (see :meth:`_held`),
+        and that object (``NULL`` unless it failed), which the caller's ``_check`` frees. A
+        signal handler's exception that the log callback kept during the call (a Ctrl-C) is
+        raised by ``_held`` before that check: the error object is freed first."""
+        err = c_void_p()
+        try:
+            status = self._status(operation, function, *args, byref(err))
+        except BaseException:
+            _message(err)  # frees the object the interrupted call wrote, if any
+            raise
+        return status, err
+
     # -- the hot path --------------------------------------------------------------------
     # route, record and record_by_id hold the gate inline (as _held, without a callable): the
     # guard costs one list append and one pop, each atomic under the GIL.
@@ -946,8 +960,7 @@ class Gate:
                 or is missing for a canary.
         """
         env, share = _promotion(environment, percent)
-        err = c_void_p()
-        status = self._status("promote", "pgate_promote", env, share, byref(err))
+        status, err = self._explained("promote", "pgate_promote", env, share)
         _check(status, err)
 
     def promote_from(
@@ -974,8 +987,7 @@ class Gate:
         """
         expected = unsigned("stage", stage, 64)
         env, share = _promotion(environment, percent)
-        err = c_void_p()
-        status = self._status("promote_from", "pgate_promote_from", expected, env, share, byref(err))
+        status, err = self._explained("promote_from", "pgate_promote_from", expected, env, share)
         _check(status, err)
 
     def rollback(self, reason: str) -> None:
@@ -1031,8 +1043,7 @@ class Gate:
 
     def _text_call(self, function: str, operation: str, field: str, text: str) -> None:
         raw = utf8(field, text)
-        err = c_void_p()
-        status = self._status(operation, function, raw, len(raw), byref(err))
+        status, err = self._explained(operation, function, raw, len(raw))
         _check(status, err)
 
     # -- config and history --------------------------------------------------------------
@@ -1061,8 +1072,7 @@ class Gate:
                 judged first: the canary was rolled back instead.
         """
         doc = document(config, "config")
-        err = c_void_p()
-        status = self._status("swap_config", "pgate_swap_config", doc, len(doc), byref(err))
+        status, err = self._explained("swap_config", "pgate_swap_config", doc, len(doc))
         _check_document(status, err, json="config")
 
     def swap_config_from(self, change_count: int, config: Config) -> None:
@@ -1106,9 +1116,8 @@ class Gate:
         """
         seen = unsigned("change_count", change_count, 64)
         doc = document(config, "config")
-        err = c_void_p()
-        status = self._status(
-            "swap_config_from", "pgate_swap_config_from", seen, doc, len(doc), byref(err)
+        status, err = self._explained(
+            "swap_config_from", "pgate_swap_config_from", seen, doc, len(doc)
         )
         _check_document(status, err, json="config")
 
@@ -1125,8 +1134,7 @@ class Gate:
                 (``None`` is refused: pass ``{}`` for the defaults); nothing changes then.
         """
         doc = document(slo, "slo")
-        err = c_void_p()
-        status = self._status("swap_slo", "pgate_swap_slo", doc, len(doc), byref(err))
+        status, err = self._explained("swap_slo", "pgate_swap_slo", doc, len(doc))
         _check_document(status, err, json="slo")
 
     def rollback_history(self) -> list[RollbackEvent]:
