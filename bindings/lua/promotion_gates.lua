@@ -582,6 +582,24 @@ local function held_value(value)
   return value
 end
 
+-- A whole number from 0 for a uint64_t parameter (a count, a stage, a change number), in any
+-- of the forms every such argument takes: a Lua number below `limit` (2^53 where a number
+-- read back from the gate must be exact, 2^64 for a count), a cdata of a narrower C integer
+-- or floating type holding one (see held_value), or an int64_t (from 0) or uint64_t cdata,
+-- passed on exactly as it is. The value to pass, or nil for anything else (-1LL would wrap
+-- to 2^64 - 1).
+local function whole_from_zero(value, limit)
+  value = held_value(value)
+  if type(value) == "number" then
+    if value >= 0 and value < limit and value % 1 == 0 then -- false for NaN
+      return value
+    end
+  elseif ffi.istype(uint64_t, value) or (ffi.istype(int64_t, value) and value >= 0) then
+    return value
+  end
+  return nil
+end
+
 -- A refused value as its message shows it: an int64_t or uint64_t cdata by its digits (-2, not
 -- -2LL), also through a reference (ffi.cast("int64_t &", box), whose tostring is its
 -- address: read into a value first), anything else as shown() shows it.
@@ -1085,16 +1103,19 @@ function Gate:promote(environment, traffic_percent)
   return explained(C.pgate_promote, self, "promote", number, percent)
 end
 
--- Whether `stage` can be passed as a stage number (gate:promote_from):
--- a whole number from 0, below 2^53, or a uint64_t cdata (a decision's); else nil, message,
--- status naming the value. An int64_t cdata is refused: -1LL would wrap to 2^64 - 1.
+-- The forms a stage number, a change count and a change number take (whole_from_zero).
+local BELOW_2_53 = " from 0, below 2^53, or an int64_t or uint64_t cdata from 0"
+
+-- `stage` as a stage number to pass (gate:promote_from): a whole number from 0, below 2^53,
+-- or an int64_t or uint64_t cdata from 0 (a decision's stage is a uint64_t), as
+-- whole_from_zero takes it; else nil, message, status naming the value.
 local function stage_number(stage)
-  if not ffi.istype("uint64_t", stage) and (type(stage) ~= "number" or stage < 0
-      or stage >= 2 ^ 53 or stage % 1 ~= 0) then
-    return invalid("invalid stage = " .. shown(stage)
-                     .. ": a stage number from 0, below 2^53, or a decision's uint64_t stage")
+  local value = whole_from_zero(stage, 2 ^ 53)
+  if value == nil then
+    return invalid("invalid stage = " .. refused_text(held_value(stage)) .. ": a stage number"
+                     .. BELOW_2_53 .. " (a decision's stage)")
   end
-  return true
+  return value
 end
 
 --- gate:promote, made only if the gate is still in release stage `stage`: the stage read
@@ -1103,21 +1124,23 @@ end
 --- the look, or another worker moved the gate, a plain gate:promote("canary", 25) from
 --- Production would start a new, ungated rollout of the build just rolled back. When the gate
 --- left `stage`: nil, "PGATE_STATUS_STAGE_CHANGED: the gate left stage N: ...", M.STAGE_CHANGED
---- (19), and nothing changed. `stage` is a whole number from 0, below 2^53, or a decision's
---- uint64_t cdata.
+--- (19), and nothing changed. `stage` is a whole number from 0, below 2^53 (a number, or a
+--- cdata of a narrower C integer or floating type), or an int64_t or uint64_t cdata from 0
+--- (a decision's stage is a uint64_t), the forms gate:swap_config_from's change count and
+--- gate:changes_since's `after` take too.
 function Gate:promote_from(stage, environment, traffic_percent)
   if type(self) ~= "table" or self.handle == nil then
     return freed("promote_from", self)
   end
-  local valid, message, refusal = stage_number(stage)
-  if not valid then
+  local expected, message, refusal = stage_number(stage)
+  if expected == nil then
     return nil, message, refusal
   end
   local number, percent, status = promotion(environment, traffic_percent)
   if number == nil then
     return nil, percent, status
   end
-  return explained(C.pgate_promote_from, self, "promote_from", stage, number, percent)
+  return explained(C.pgate_promote_from, self, "promote_from", expected, number, percent)
 end
 
 function Gate:rollback(reason)
@@ -1178,15 +1201,16 @@ function Gate:swap_config(json)
   return explained(C.pgate_swap_config, self, "swap_config", json, #json)
 end
 
---- A change count given to gate:swap_config_from: a whole number from 0, below 2^53 (as
---- gate:change_count() returns it), or a uint64_t cdata.
+-- A change count given to gate:swap_config_from, as the value to pass: a whole number from 0,
+-- below 2^53 (as gate:change_count() returns it), or an int64_t or uint64_t cdata from 0, as
+-- whole_from_zero takes it; else nil, message, status naming the value.
 local function change_count_number(count)
-  if not ffi.istype("uint64_t", count) and (type(count) ~= "number" or count < 0
-      or count >= 2 ^ 53 or count % 1 ~= 0) then
-    return invalid("invalid change_count = " .. shown(count)
-                     .. ": a change count from 0, below 2^53, or a uint64_t")
+  local value = whole_from_zero(count, 2 ^ 53)
+  if value == nil then
+    return invalid("invalid change_count = " .. refused_text(held_value(count))
+                     .. ": a change count" .. BELOW_2_53)
   end
-  return true
+  return value
 end
 
 --- gate:swap_config, made only if the gate has not changed since the caller read
@@ -1210,13 +1234,13 @@ function Gate:swap_config_from(change_count, json)
   if type(self) ~= "table" or self.handle == nil then
     return freed("swap_config_from", self)
   end
-  local valid, message, status = change_count_number(change_count)
-  if not valid then
+  local seen, message, status = change_count_number(change_count)
+  if seen == nil then
     return nil, message, status
   elseif type(json) ~= "string" then
     return not_a_string("json", json)
   end
-  return explained(C.pgate_swap_config_from, self, "swap_config_from", change_count, json, #json)
+  return explained(C.pgate_swap_config_from, self, "swap_config_from", seen, json, #json)
 end
 
 function Gate:config_json()
@@ -1388,15 +1412,11 @@ end
 -- cdata of any C integer or floating type: see held_value), or nil plus the error naming
 -- `name`.
 local function count_value(name, value)
-  value = held_value(value)
-  if type(value) == "number" then
-    if value >= 0 and value < TWO_64 and value % 1 == 0 then -- false for NaN
-      return value
-    end
-  elseif ffi.istype(uint64_t, value) or (ffi.istype(int64_t, value) and value >= 0) then
-    return value
+  local count = whole_from_zero(value, TWO_64)
+  if count ~= nil then
+    return count
   end
-  return invalid("invalid " .. name .. " = " .. refused_text(value)
+  return invalid("invalid " .. name .. " = " .. refused_text(held_value(value))
                    .. ": a count, a whole number from 0 to 2^64 - 1")
 end
 
@@ -1605,15 +1625,19 @@ end
 --- "promotion", "flags" or "config"), origin ("this_gate" or "store"), stage, from, to,
 --- at_ms, flags_enabled, flags_disabled, flags_unlisted and rollback (the event, with the
 --- rules that fired, or null); a gap in the sequence numbers shows changes no longer kept.
+--- `after` is a whole number from 0, below 2^53, or an int64_t or uint64_t cdata from 0, as
+--- gate:promote_from's stage.
 function Gate:changes_since(after)
   if type(self) ~= "table" or self.handle == nil then
     return freed("changes_since", self)
   end
-  if type(after) ~= "number" or after < 0 or after >= 2 ^ 53 or after % 1 ~= 0 then
-    return invalid("invalid after = " .. shown(after) .. ": a change number from 0, below 2^53")
+  local above = whole_from_zero(after, 2 ^ 53)
+  if above == nil then
+    return invalid("invalid after = " .. refused_text(held_value(after)) .. ": a change number"
+                     .. BELOW_2_53)
   end
   return read_text(function(gate, buf, cap, len)
-    return C.pgate_changes_json(gate, after, buf, cap, len)
+    return C.pgate_changes_json(gate, above, buf, cap, len)
   end, self, "changes_since")
 end
 

@@ -452,7 +452,7 @@ local function test_arguments()
       function() return gate:promote_from(2 ^ 53, "canary", 5) end },
     { "invalid stage = 1.5: a stage number", function() return gate:promote_from(1.5, "canary", 5) end },
     { 'invalid stage = "1": a stage number', function() return gate:promote_from("1", "canary", 5) end },
-    { "invalid stage = -1LL: a stage number", -- an int64_t cdata would wrap to 2^64 - 1
+    { "invalid stage = -1: a stage number", -- an int64_t cdata would wrap to 2^64 - 1
       function() return gate:promote_from(-1LL, "canary", 5) end },
     { 'invalid environment = "": "canary", "staging" or "production"',
       function() return gate:promote("", 5) end },
@@ -471,7 +471,7 @@ local function test_arguments()
     { "invalid change_count = 9007199254740992: a change count from 0, below 2^53",
       function() return gate:swap_config_from(2 ^ 53, "{}") end },
     { 'invalid change_count = "1": a change count', function() return gate:swap_config_from("1", "{}") end },
-    { "invalid change_count = -1LL: a change count", function() return gate:swap_config_from(-1LL, "{}") end },
+    { "invalid change_count = -1: a change count", function() return gate:swap_config_from(-1LL, "{}") end },
     { "invalid change_count = nil: a change count", function() return gate:swap_config_from(nil, "{}") end },
     { "invalid json = nil: not a string", function() return gate:swap_slo(nil) end },
     { "invalid config_json = 42: not a string or nil", function() return pg.new(42) end },
@@ -566,6 +566,52 @@ local function test_promote_from()
   ok, message, status = gate:promote_from(stage, "canary", 0 / 0)
   check(ok == nil and status == 3 and message:find("environment.canary.traffic_percent", 1, true), "NaN")
   check(gate:state().stage == stage, "refused promotions change nothing")
+  gate:free()
+end
+
+-- A stage, a change count and a change number take the forms a count takes: changes_since
+-- refused a uint64_t cdata that promote_from and swap_config_from took, and promote_from and
+-- swap_config_from a non-negative int64_t that metrics_prometheus_counted took.
+local function test_numeric_forms()
+  local ffi = require("ffi")
+  local gate = assert(pg.new('{"environment": {"canary": {"traffic_percent": 10}}}'))
+  assert(gate:rollback("a change to read"))
+  local forms = {
+    int64_t = function(n) return ffi.new("int64_t", n) end,
+    uint64_t = function(n) return ffi.new("uint64_t", n) end,
+    uint32_t = function(n) return ffi.new("uint32_t", n) end,
+    double = function(n) return ffi.new("double", n) end,
+  }
+  for name, form in pairs(forms) do
+    local expected = assert(gate:changes_since(0))
+    check(gate:changes_since(form(0)) == expected, "changes_since(" .. name .. " 0): "
+            .. tostring((select(2, gate:changes_since(form(0))))))
+    -- The stage the gate is in, in each form: the move is made (Production to Canary at 5 %),
+    -- then the stage it left is refused as left, not as no stage number.
+    local stage = gate:state().stage
+    local ok, message, status = gate:promote_from(form(stage), "canary", 5)
+    check(ok == true, "promote_from(" .. name .. " stage): " .. tostring(message))
+    ok, message, status = gate:promote_from(form(stage), "canary", 5)
+    check(ok == nil and status == pg.STAGE_CHANGED,
+          "promote_from(" .. name .. " stage left): " .. tostring(message))
+    assert(gate:rollback("back to Production"))
+    local count = gate:change_count()
+    ok, message = gate:swap_config_from(form(count), gate:config_json())
+    check(ok == true, "swap_config_from(" .. name .. " count): " .. tostring(message))
+  end
+  for _, bad in ipairs({ ffi.new("int64_t", -1), ffi.new("double", 0.5), ffi.new("int32_t", -2) }) do
+    for call, run in pairs({
+      changes_since = function() return gate:changes_since(bad) end,
+      promote_from = function() return gate:promote_from(bad, "canary", 5) end,
+      swap_config_from = function() return gate:swap_config_from(bad, "{}") end,
+    }) do
+      local ok, message, status = run()
+      local shown = tostring(tonumber(bad)) -- the value, never the cdata's address
+      check(ok == nil and status == 2 and message:find(" = " .. shown .. ": a ", 1, true)
+              and message:find(" from 0, below 2^53, or an int64_t or uint64_t cdata from 0", 1, true),
+            call .. "(" .. tostring(bad) .. "): " .. tostring(message))
+    end
+  end
   gate:free()
 end
 
@@ -1868,6 +1914,7 @@ test_host_declared_structs()
 test_header_constants()
 test_wrappers()
 test_promote_from()
+test_numeric_forms()
 test_swap_config_from()
 test_telemetry()
 test_arguments()
