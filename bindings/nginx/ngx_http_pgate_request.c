@@ -51,6 +51,13 @@ typedef struct {
      * had not started then and another starts first, that one is the routed upstream
      * (ngx_http_pgate_passed_over) */
     ngx_http_upstream_t         *passed;
+    /* passed had not made its request at that route (its u->writer.pool unset, see
+     * ngx_http_pgate_made_request): when it makes it later, its separator is the first state
+     * past states_before, not the routed upstream's (ngx_http_pgate_anchored) */
+    unsigned                     passed_unmade:1;
+    /* an internal redirect or a named location came since that route (r->ctx was zeroed):
+     * the request left the location whose upstream passed is, which makes no request now */
+    unsigned                     redirected:1;
     /* 1 + the index in r->upstream_states of the timed upstream's last attempt (0: none) */
     ngx_uint_t                   timed_state_end;
     uint64_t                     upstream_start_ns;
@@ -129,6 +136,7 @@ ngx_http_pgate_get_ctx(ngx_http_request_t *r)
         ctx = cln->data;
         if (ctx->request == r) {
             ngx_http_set_ctx(r, ctx, ngx_http_promotion_gate_module);
+            ctx->redirected = 1;
             return ctx;
         }
     }
@@ -172,29 +180,46 @@ ngx_http_pgate_separator(ngx_http_upstream_state_t *state)
 
 
 /*
- * Whether the upstream passed over by a subrequest's route before it started (ctx->passed,
- * made while the request had no upstream states, ngx_http_pgate_anchor) never started, and
- * another one made the request's states: the first upstream a request starts makes the array,
- * pushing no separator, so that one's attempts start at state 0. Told by the first state
- * being an attempt while the passed upstream pushed none (its u->state is set at its first
- * attempt; one that made the array and gave up before trying a peer left it empty, and the
- * next upstream's separator is then state 0), or, at the peer init of an upstream `starting`
- * now, by the array being still empty: that upstream made it. nginx's body read failing (400)
- * leaves the passed upstream unstarted, and an error page's upstream starts first.
+ * Whether upstream `u` has made its request: ngx_http_upstream_init_request sets
+ * u->writer.pool after create_request (whose header values may still route) and just before
+ * it makes r->upstream_states or pushes its separator there, with nothing between that may
+ * route; nothing else sets it. One waiting on proxy_cache_lock (NGX_BUSY), on a cache file's
+ * aio, or on a request body still read has not, nor one whose body read failed (400), nor one
+ * answered from the cache; one finalized after it made its request keeps it.
+ */
+static ngx_inline ngx_uint_t
+ngx_http_pgate_made_request(ngx_http_upstream_t *u)
+{
+    return u->writer.pool != NULL;
+}
+
+
+/*
+ * Whether the upstream passed over by a subrequest's route before it made its request
+ * (ctx->passed, made while the request had no upstream states, ngx_http_pgate_anchor) did not
+ * make the request's states, which another upstream did: that one is then the routed
+ * upstream, its attempts from state 0 (the first upstream a request starts makes the array
+ * and pushes no separator). Told by the passed upstream itself, not by the states: one that
+ * made its request made the array (none existed at the route), and the separator search
+ * applies; one that did not never will once another made it (nginx's body read failing, 400,
+ * leaves it unstarted, and an error page's upstream starts first). Whatever the first state
+ * then is, it is the upstream's that made the array: an attempt, or, when that upstream gave
+ * up before trying a peer (a name no upstream{} block has, with no resolver: an error page's
+ * proxy_pass by the gate), the separator of the upstream after it, a fallback the gate did
+ * not choose, where ngx_http_pgate_routed_state stops. An empty array at the peer init of an
+ * upstream `starting` now was made by that one; else the upstream that made it has not tried
+ * a peer yet (it resolves its name) or never will.
  */
 static ngx_uint_t
 ngx_http_pgate_passed_over(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx,
     ngx_uint_t starting)
 {
-    if (ctx->states_existed || ctx->passed == NULL || ctx->passed->state != NULL) {
+    if (ctx->states_existed || ctx->passed == NULL || ngx_http_pgate_made_request(ctx->passed))
+    {
         return 0;
     }
 
-    if (r->upstream_states->nelts == 0) {
-        return starting && r->upstream != ctx->passed;
-    }
-
-    return !ngx_http_pgate_separator(r->upstream_states->elts);
+    return r->upstream_states->nelts != 0 || starting;
 }
 
 
@@ -205,10 +230,12 @@ ngx_http_pgate_passed_over(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx,
  * that upstream's later attempts follow the states the request had then, and the routed
  * upstream is the next one the request starts, whose separator comes after them (the upstream
  * under way made the array, so every later upstream pushes one before its peer init; one
- * answered from the cache pushes nothing, and is not taken). Once found, the anchor moves to
+ * answered from the cache pushes nothing, and is not taken), and after the passed upstream's
+ * own, when that one made its request only after the route (a wait on proxy_cache_lock in an
+ * error page's location). Once found, the anchor moves to
  * it: the routed upstream's first attempt is the state after that separator, as for a route
- * made between two upstreams. Unless the upstream passed over never started, and another one
- * made the array (ngx_http_pgate_passed_over): that one is the routed upstream, from state 0.
+ * made between two upstreams. Unless the upstream passed over did not make the array, which
+ * another one made (ngx_http_pgate_passed_over): that one is the routed upstream, from state 0.
  * None found: the upstream under way is the last one so far, and the routed one has not
  * started. Cold: searched only while such a route waits, at a peer init (`starting`: the
  * request's r->upstream starts), a later gate's first route and the log phase.
@@ -235,7 +262,14 @@ ngx_http_pgate_anchored(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx,
 
     states = r->upstream_states->elts;
 
-    for (i = ctx->states_before; i < r->upstream_states->nelts; i++) {
+    /* the passed upstream, unmade at the route, pushed its separator first if it made its
+     * request since (it is r->upstream until another is made, and then never makes it) */
+    i = ctx->states_before;
+    if (ctx->states_existed && ctx->passed_unmade && ngx_http_pgate_made_request(ctx->passed)) {
+        i++;
+    }
+
+    for ( /* void */ ; i < r->upstream_states->nelts; i++) {
         if (ngx_http_pgate_separator(&states[i])) {
             ctx->states_existed = 1;
             ctx->states_before = i;
@@ -323,21 +357,30 @@ ngx_http_pgate_upstream_under_way(ngx_http_request_t *r)
 
 /*
  * Whether a subrequest's route (`subrequest`) passes over the main request's upstream: one
- * exists, made before the subrequest ran, so no route of the subrequest chose it, started or
- * not. nginx runs a mirror's subrequests once the main request's content handler returned
- * (proxy_pass made its upstream, evaluated its URL and asked for the body: with
- * `mirror_request_body off` a body still read leaves it unstarted, with no u->cleanup; so
- * does a wait on proxy_cache_lock), an SSI include's or a slice's from the body filters, while
- * the upstream answers; an auth_request's before the content handler: then r->upstream, if
- * any, is an earlier location's, finalized (an error page's location), and not the routed
- * one either. A gate read in the main request's own create_request (a proxy_set_header value)
- * after a subrequest read it first was decided by that subrequest: the upstream's URL did not
- * read it.
+ * made before the subrequest ran, so chosen by no route of the subrequest, that has not
+ * made its request yet or is under way. nginx runs a mirror's subrequests once the main
+ * request's content handler returned (proxy_pass made its upstream, evaluated its URL and
+ * asked for the body: with `mirror_request_body off` a body still read leaves it unstarted,
+ * with no u->cleanup; so does a wait on proxy_cache_lock, with the body read or not, for any
+ * method cached), an SSI include's or a slice's from the body filters, while the upstream
+ * answers. Not passed over: an earlier location's upstream, left over once it made its
+ * request and was finalized (u->cleanup cleared), which an auth_request's subrequest finds
+ * in an error page's location before that location's content handler makes the next: the
+ * routed upstream is still to come (a left-over upstream that never made its request, its
+ * body read failing, is passed over: it never starts, and the next is found after it). One
+ * a filter finalized while it ran (the not-modified filter's 412) is still under way, and
+ * passed over, as a route of the main request passes it (ngx_http_pgate_upstream_under_way).
+ * A gate read in the main request's own create_request (a proxy_set_header value) after a
+ * subrequest read it first was decided by that subrequest: the upstream's URL did not read
+ * it.
  */
 static ngx_inline ngx_uint_t
 ngx_http_pgate_subrequest_passes(ngx_http_request_t *r, ngx_uint_t subrequest)
 {
-    return subrequest && r->main->upstream != NULL;
+    ngx_http_upstream_t  *u;
+
+    u = r->main->upstream;
+    return subrequest && u != NULL && (u->cleanup != NULL || !ngx_http_pgate_made_request(u));
 }
 
 
@@ -357,7 +400,28 @@ ngx_http_pgate_anchor(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx, ngx_uint
     ctx->under_way = ngx_http_pgate_upstream_under_way(r)
                      || ngx_http_pgate_subrequest_passes(r, subrequest);
     ctx->passed = ctx->under_way ? r->main->upstream : NULL;
+    ctx->passed_unmade = ctx->passed != NULL && !ngx_http_pgate_made_request(ctx->passed);
+    ctx->redirected = 0;
     ctx->unreached = 0;
+}
+
+
+/*
+ * Whether a main request's read (not `subrequest`) is made for the upstream the first route
+ * passed over before that upstream made its request (ngx_http_pgate_anchor): that one is still
+ * r->upstream, still unmade, and the request has not left its location (an error page's `set`
+ * after its body read failed is read for the upstream the error page starts). So is a read in
+ * its create_request (a proxy_set_header value) once a mirror's subrequest read the first
+ * gate while nginx read the body: the gate read there chose the passed upstream, whose
+ * outcome the first route does not record, and the module times one upstream a request,
+ * the first route's: that gate records nothing.
+ */
+static ngx_inline ngx_uint_t
+ngx_http_pgate_reads_for_passed(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx,
+    ngx_uint_t subrequest)
+{
+    return !subrequest && ctx->under_way && !ctx->redirected && r->upstream == ctx->passed
+           && !ngx_http_pgate_made_request(ctx->passed);
 }
 
 
@@ -1082,12 +1146,15 @@ ngx_http_pgate_route(ngx_http_request_t *r, ngx_uint_t index)
          * not (a mirror's read while nginx reads the body for the upstream the first gate's
          * proxy_pass made), unless it is the one the first route passed over too (that route
          * still waits for the next: ctx->under_way), the routed upstream then still to come.
-         * An earlier location's upstream, left over, found by a subrequest once the first
-         * route was anchored after it, is taken for the routed one as well: this gate then
-         * records nothing, the cautious side */
+         * An earlier location's upstream, left over and finalized, is not passed over: the
+         * routed upstream is still to come (an auth_request's read in an error page's
+         * location). And so is the upstream the first route passed over, read by the main
+         * request for it (ngx_http_pgate_reads_for_passed): this gate chose that one, the
+         * first the next */
         route->recordable = !ngx_http_pgate_upstream_started(r, ctx)
                             && (!ngx_http_pgate_subrequest_passes(r, subrequest)
-                                || (ctx->under_way && r->upstream == ctx->passed));
+                                || (ctx->under_way && r->upstream == ctx->passed))
+                            && !ngx_http_pgate_reads_for_passed(r, ctx, subrequest);
     }
 
     return route;

@@ -31,7 +31,10 @@
 # by an error page's `set` after the not-modified filter's 412) records none of its attempts
 # but the next upstream the request starts, as does one first read by a mirror's subrequest
 # while the request's upstream waits for a slowly sent body or a cache lock (the upstream an
-# error page starts after it, or after a malformed body's 400, is recorded), that a
+# error page starts after it, or after a malformed body's 400, is recorded, not a further
+# error page's fallback; one a second gate read in the waiting upstream's proxy_set_header
+# chose is not, and a gate an auth_request reads after a finalized upstream records the next),
+# that a
 # granted upgrade is a success recorded and timed at its 101 (not the idle connection's life) and a refused
 # one a failure, as are a 101 to a request that asked no upgrade and one to another protocol
 # than asked (the Go middleware's rule, timed at the 101), that a
@@ -1762,7 +1765,25 @@ echo "== a gate first read by a subrequest records no upstream the request made 
 # time (`subbadrt`): that upstream, the first the request starts, is the one the gate chose,
 # one success each. Gate `sublock`: two requests for one key of a cache with proxy_cache_lock,
 # the second waiting on the first's lock (its upstream made, not started) while its mirror
-# reads the gate, then proxying to the slow 502 server itself: nothing recorded.
+# reads the gate, then proxying to the slow 502 server itself: nothing recorded; so too for
+# gate `lockpage`, whose cache and mirror are in the location error_page sends a closed port's
+# 502 to (a build taking the first separator past the states at the route found the waiting
+# upstream's own, and recorded its 502). Gate `subnores`: a malformed body's 400 goes to a
+# location proxying by the gate to a name no upstream{} block has (no resolver: it makes the
+# request's states and gives up before a peer, 502), whose error page proxies to stable: that
+# is a fallback, not the gate's choice, nothing recorded (a build telling who made the states
+# by their first state recorded stable's 200). Gates `subfirst` and `subsecond`: the mirror
+# reads subfirst, the main request subsecond first in its proxy_set_header, to a closed port,
+# error_page 502 proxying to stable: subfirst records stable's 200 (the next upstream),
+# subsecond, which chose the closed port's, nothing (the module times one upstream a request).
+# Gates `authfirst` and `authsecond`: error_page 502 sends a closed port's request to a location
+# reading authfirst in a `set` and authsecond in an auth_request's subrequest, proxying to
+# stable: the first location's upstream, finalized, is not passed over, one success each (a
+# build passing over any upstream the main request had recorded nothing for authsecond).
+# Gates `subbadfirst` and `subbadsecond`: the mirror reads subbadfirst, the malformed body's 400
+# goes to a location reading subbadsecond in a `set` (the request left the location of the
+# upstream subbadfirst passed over, which never makes its request), proxying to stable: one
+# success each (a build taking that read for the passed upstream's recorded nothing for it).
 port=$(free_port)
 h2port=$port # (post_body's HTTP/2 port: not used here)
 closed=$(free_port)
@@ -1776,7 +1797,8 @@ mirrored() {
   echo "location /$1 { mirror /mirror$1; $2 }
         location = /mirror$1 { internal; access_log off; set \$v \$promotion_gate_$1; return 204; }"
 }
-gates="$(canary_gates "sub two subtwo subhdr sublock" "$closed" "$stable")
+gates="$(canary_gates "sub two subtwo subhdr sublock subnores subfirst subsecond lockpage authfirst
+  authsecond subbadfirst subbadsecond" "$closed" "$stable")
 $(canary_gates "subpage subbad subbadrt" "$stable" "$stable")"
 serve "$(cat <<CONF
     $gates
@@ -1798,30 +1820,50 @@ serve "$(cat <<CONF
         location @subbadrt { set \$sp $stable; proxy_pass http://127.0.0.1:\$sp; }
         $(mirrored sublock "proxy_cache sublock; proxy_cache_key sublock; proxy_cache_lock on;
             proxy_pass http://127.0.0.1:$slow;")
+        $(mirrored subnores "recursive_error_pages on; error_page 400 = @nores;
+            proxy_pass http://127.0.0.1:$closed;")
+        location @nores { error_page 502 = @st; proxy_pass http://nores_\$promotion_gate_subnores; }
+        location @st { proxy_pass http://127.0.0.1:$stable; }
+        $(mirrored subfirst "proxy_set_header X-Version \$promotion_gate_subsecond; error_page 502 = @st;
+            proxy_pass http://127.0.0.1:$closed;")
+        $(mirrored subbadfirst "error_page 400 = @badset; proxy_pass http://127.0.0.1:$closed;")
+        location @badset { set \$s \$promotion_gate_subbadsecond; proxy_pass http://127.0.0.1:$stable; }
+        location /lockpage { error_page 502 = @lockpage; proxy_pass http://127.0.0.1:$closed; }
+        location @lockpage { mirror /mirrorlockpage; proxy_cache sublock; proxy_cache_key lockpage;
+            proxy_cache_lock on; proxy_pass http://127.0.0.1:$slow; }
+        location = /mirrorlockpage { internal; access_log off; set \$v \$promotion_gate_lockpage; return 204; }
+        location /authpage { error_page 502 = /authpage-e; proxy_pass http://127.0.0.1:$closed; }
+        location = /authpage-e { set \$a \$promotion_gate_authfirst; auth_request /authcheck;
+            proxy_pass http://127.0.0.1:$stable; }
+        location = /authcheck { internal; access_log off; set \$b \$promotion_gate_authsecond; return 204; }
         location = /metrics { access_log off; promotion_gate_metrics; }
     }
 CONF
 )"
-for path in sub subpage subtwo subhdr; do
+for path in sub subpage subtwo subhdr subfirst; do
   for _ in 1 2 3; do echo "/$path slow: $(post_body "/$path" slow)"; done
 done
-for path in subbad subbadrt; do echo "/$path badchunk: $(post_body "/$path" badchunk)"; done
-curl -s -o /dev/null "http://127.0.0.1:$port/sublock" &
-first=$!
-sleep 0.03 # the first request holds the cache lock while its upstream waits 100 ms
-curl -s -o /dev/null "http://127.0.0.1:$port/sublock"
-wait "$first"
+for path in subbad subbadrt subnores subbadfirst; do echo "/$path badchunk: $(post_body "/$path" badchunk)"; done
+for path in sublock lockpage; do
+  curl -s -o /dev/null "http://127.0.0.1:$port/$path" &
+  first=$!
+  sleep 0.03 # the first request holds the cache lock while its upstream waits 100 ms
+  curl -s -o /dev/null "http://127.0.0.1:$port/$path"
+  wait "$first"
+done
+curl -s -o /dev/null "http://127.0.0.1:$port/authpage"
 sleep 0.2 # the last request's log phase
 subread=$(sort "$tmp/logs/subread.log" | uniq -c | sed 's/^ *//' | tr '\n' ';')
 echo "by uri, status and upstream statuses: $subread"
-sub_windows=$(for gate in sub subpage two subtwo subhdr subbad subbadrt sublock; do
+sub_windows=$(for gate in sub subpage two subtwo subhdr subbad subbadrt sublock subnores subfirst \
+  subsecond lockpage authfirst authsecond subbadfirst subbadsecond; do
   printf '%s\n' "$gate: $(body_window "$gate" requests) recorded, $(body_window "$gate" errors) errors"
 done)
 echo "$sub_windows"
 stop_serving
 stop_tcp_server
-[ "$subread" = "3 /sub 502 502;1 /subbad 200 200;1 /subbadrt 200 200;3 /subhdr 502 502;2 /sublock 502 502;3 /subpage 200 502 : 200;3 /subtwo 502 502;" ] ||
-  { echo "FAIL: expected /sub's, /subtwo's, /subhdr's and /sublock's 502, /subpage's 502 then its error page's 200, and the error pages' 200 after /subbad's and /subbadrt's 400" >&2; exit 1; }
+[ "$subread" = "1 /authpage-e 200 502 : 200;2 /lockpage 502 502 : 502;3 /sub 502 502;1 /subbad 200 200;1 /subbadfirst 200 200;1 /subbadrt 200 200;3 /subfirst 200 502 : 200;3 /subhdr 502 502;2 /sublock 502 502;1 /subnores 200 -, 200;3 /subpage 200 502 : 200;3 /subtwo 502 502;" ] ||
+  { echo "FAIL: expected /sub's, /subtwo's, /subhdr's and /sublock's 502, /subpage's, /subfirst's and /authpage's 502 then its error page's 200, /lockpage's 502 then its error page's 502, the error pages' 200 after /subbad's and /subbadrt's 400, and /subnores's error page's 502 (no peer tried) then its own error page's 200" >&2; exit 1; }
 [ "$sub_windows" = "sub: 0 recorded, 0 errors
 subpage: 3 recorded, 0 errors
 two: 3 recorded, 3 errors
@@ -1829,7 +1871,15 @@ subtwo: 0 recorded, 0 errors
 subhdr: 0 recorded, 0 errors
 subbad: 1 recorded, 0 errors
 subbadrt: 1 recorded, 0 errors
-sublock: 0 recorded, 0 errors" ] || { echo "FAIL: expected a gate first read by a mirror subrequest to record none of the upstream its request made before it (sub, subtwo, subhdr, sublock) and the upstream its error page started after it (subpage, subbad, subbadrt)" >&2; exit 1; }
+sublock: 0 recorded, 0 errors
+subnores: 0 recorded, 0 errors
+subfirst: 3 recorded, 0 errors
+subsecond: 0 recorded, 0 errors
+lockpage: 0 recorded, 0 errors
+authfirst: 1 recorded, 0 errors
+authsecond: 1 recorded, 0 errors
+subbadfirst: 1 recorded, 0 errors
+subbadsecond: 1 recorded, 0 errors" ] || { echo "FAIL: expected a gate first read by a mirror subrequest to record none of the upstream its request made before it (sub, subtwo, subhdr, sublock, lockpage) and the upstream its error page started after it (subpage, subbad, subbadrt, subfirst, subbadfirst, with subbadsecond read there), not a fallback of an error page's upstream that tried no peer (subnores), a gate read for the upstream passed over nothing (subsecond), and a gate read by auth_request after a finalized upstream the next one (authsecond)" >&2; exit 1; }
 
 echo "== a gate read by if reaches its version through an error page, one read by proxy_pass does not, one read after a balancer's does"
 # Routing by `if ($promotion_gate_e418 = canary) { return 418; }` with `error_page 418 =
