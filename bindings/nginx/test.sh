@@ -33,8 +33,8 @@
 # while the request's upstream waits for a slowly sent body or a cache lock (the upstream an
 # error page starts after it, or after a malformed body's 400, is recorded, not a further
 # error page's fallback; one a second gate read in the waiting upstream's proxy_set_header
-# chose is not, and a gate an auth_request reads after a finalized upstream records the next),
-# that a
+# chose is not, and a gate an auth_request reads after a finalized upstream records the next;
+# each case checking its timing happened), that a
 # granted upgrade is a success recorded and timed at its 101 (not the idle connection's life) and a refused
 # one a failure, as are a 101 to a request that asked no upgrade and one to another protocol
 # than asked (the Go middleware's rule, timed at the 101), that a
@@ -1804,10 +1804,12 @@ serve "$(cat <<CONF
     $gates
     proxy_cache_path $tmp/lockcache keys_zone=sublock:1m;
     log_format subread '\$uri \$status \$upstream_status';
+    log_format subtime '\$uri \$request_time';
     server { listen 127.0.0.1:$stable; access_log off; return 200 "stable\n"; }
     server {
         listen 127.0.0.1:$port;
         access_log logs/subread.log subread;
+        access_log logs/subtime.log subtime;
         mirror_request_body off;
         $(mirrored sub "proxy_pass http://127.0.0.1:$closed;")
         $(mirrored subpage "error_page 502 = @subpage; proxy_pass http://127.0.0.1:$closed;")
@@ -1853,6 +1855,17 @@ for path in sublock lockpage; do
 done
 curl -s -o /dev/null "http://127.0.0.1:$port/authpage"
 sleep 0.2 # the last request's log phase
+# Each case happened as meant, or its check would pass vacuously (or fail spuriously): nginx
+# read a slow body's header well before its body, sent 0.3 s later (its mirror ran while it
+# read the body; read at once, the request takes a few milliseconds), a malformed body's first
+# chunk well before the invalid size, sent 0.2 s later, and one request of each cache lock
+# pair waited on the lock (nginx looks again each 500 ms; the other takes 100 ms).
+subtime=$(awk '$1 ~ /^\/(sub|subpage|subtwo|subhdr|subfirst)$/ && $2 < 0.25 { print "slow:", $0 }
+  $1 ~ /^\/(subbad|subbadrt|subnores|subbadfirst)$/ && $2 < 0.15 { print "badchunk:", $0 }
+  $1 ~ /^\/(sublock|lockpage)$/ && $2 >= 0.5 { waited[$1] = 1 }
+  END { if (!waited["/sublock"] || !waited["/lockpage"]) print "no lock waiter:", waited["/sublock"] + 0, waited["/lockpage"] + 0 }' "$tmp/logs/subtime.log")
+echo "by uri, the request's time: $(tr '\n' ';' <"$tmp/logs/subtime.log")"
+[ -z "$subtime" ] || { echo "FAIL: a case's timing did not happen as meant (its check would say nothing): $subtime" >&2; exit 1; }
 subread=$(sort "$tmp/logs/subread.log" | uniq -c | sed 's/^ *//' | tr '\n' ';')
 echo "by uri, status and upstream statuses: $subread"
 sub_windows=$(for gate in sub subpage two subtwo subhdr subbad subbadrt sublock subnores subfirst \
