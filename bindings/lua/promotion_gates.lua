@@ -724,9 +724,10 @@ end
 --- call on it afterwards returns nil, "PGATE_STATUS_INVALID_HANDLE: ...", 13. (A C call never yields, so no other coroutine is inside a call on the gate.)
 --- When the library's free fails, that failure: nil, "PGATE_STATUS_PANIC", 14 (say), as the
 --- other calls return a failing status; the gate is gone all the same (every later call is
---- refused as on a freed gate, and a second free returns true). A gate made before a fork
---- and freed in the child fails so: the child has none of its threads (make gates after the
---- fork: see the README, "In OpenResty").
+--- refused as on a freed gate, and a second free returns true). A gate with a store made
+--- before a fork and freed in the child fails so: the child has none of its sync threads (a
+--- gate without a store has none to join; make gates after the fork: see the README, "In
+--- OpenResty").
 --- Called on something that is no gate (gate.free(x)): nil, "PGATE_STATUS_INVALID_ARGUMENT:
 --- invalid gate = ...", 2, and nothing is freed.
 function Gate:free()
@@ -967,9 +968,12 @@ function Gate:flags(decision)
   if handle == nil then
     return freed("flags", self)
   end
-  local status = C.pgate_flag_set_len(handle, decision.flag_set, len_out)
+  -- The decision's flag set read once: a finalizer run at an allocation below may route into
+  -- the same decision, and one list would then mix two sets' names.
+  local set = decision.flag_set
+  local status = C.pgate_flag_set_len(handle, set, len_out)
   if status ~= M.OK then -- the library's call writes no message
-    return flag_set_failure(status, decision.flag_set)
+    return flag_set_failure(status, set)
   end
   local names = {}
   for i = 0, tonumber(len_out[0]) - 1 do
@@ -979,9 +983,9 @@ function Gate:flags(decision)
     if handle == nil then
       return freed("flags", self)
     end
-    status = C.pgate_flag_set_name(handle, decision.flag_set, i, name_out, len_out)
+    status = C.pgate_flag_set_name(handle, set, i, name_out, len_out)
     if status ~= M.OK then
-      return flag_set_failure(status, decision.flag_set)
+      return flag_set_failure(status, set)
     end
     -- The name points into the gate's memory, and reading the pointer and the length
     -- allocates (each is boxed), so a finalizer may free the gate, the name with it, before
@@ -996,23 +1000,27 @@ function Gate:flags(decision)
   return names
 end
 
--- The health `h` (a pgate_health) as a table, with its evidence line.
-local function health_table(h, evidence)
+-- The health in `box` (a pgate_health[1]) as a table, with its evidence line. Each field is
+-- read through the box, never through a reference to its element: a reference does not keep
+-- the box alive, and the reads allocate (the table, a boxed 64-bit value), so a collection
+-- could free a box no longer used before the last field was read (as a tail call's caller,
+-- whose frame held it, would let it).
+local function health_table(box, evidence)
   return {
-    stage = tonumber(h.stage),
-    environment = M.environments[tonumber(h.environment)],
-    traffic_percent = h.traffic_percent,
-    canary_requests = tonumber(h.canary_requests),
-    production_requests = tonumber(h.production_requests),
-    canary_error_rate = h.canary_error_rate,
-    production_error_rate = h.production_error_rate,
-    canary_p99_ms = tonumber(h.canary_p99_ns) / 1e6,
-    production_p99_ms = tonumber(h.production_p99_ns) / 1e6,
-    canary_compliance = h.canary_compliance,
-    health_score = h.health_score,
-    recommendation = M.recommendations[tonumber(h.recommendation)],
-    rules_fired = tonumber(h.rules_fired),
-    sufficient_data = h.sufficient_data,
+    stage = tonumber(box[0].stage),
+    environment = M.environments[tonumber(box[0].environment)],
+    traffic_percent = box[0].traffic_percent,
+    canary_requests = tonumber(box[0].canary_requests),
+    production_requests = tonumber(box[0].production_requests),
+    canary_error_rate = box[0].canary_error_rate,
+    production_error_rate = box[0].production_error_rate,
+    canary_p99_ms = tonumber(box[0].canary_p99_ns) / 1e6,
+    production_p99_ms = tonumber(box[0].production_p99_ns) / 1e6,
+    canary_compliance = box[0].canary_compliance,
+    health_score = box[0].health_score,
+    recommendation = M.recommendations[tonumber(box[0].recommendation)],
+    rules_fired = tonumber(box[0].rules_fired),
+    sufficient_data = box[0].sufficient_data,
     evidence = evidence,
   }
 end
@@ -1040,7 +1048,7 @@ local function health_once(self, operation, fn)
   if status ~= M.OK then
     return failure(status)
   end
-  return health_table(out[0], ffi.string(evidence, len[0]))
+  return health_table(out, ffi.string(evidence, len[0]))
 end
 
 -- Judges now (pgate_monitor_health): see health_once.
