@@ -12,6 +12,8 @@ use std::fmt;
 use std::time::Duration;
 
 mod apart;
+#[cfg(test)]
+mod calibration;
 mod cohort;
 mod evidence;
 mod latency;

@@ -240,13 +240,23 @@ impl<'a> Case<'a> {
         ratio: f64,
         ratio_name: &'static str,
     ) -> (f64, &'static str) {
-        let by_ratio = ratio * stable_rate;
-        let by_tolerance = stable_rate + self.slo.error_rate_tolerance;
-        if by_ratio >= by_tolerance {
-            (by_ratio, ratio_name)
-        } else {
-            (by_tolerance, "error_rate_tolerance")
-        }
+        error_limit(self.slo, stable_rate, ratio, ratio_name)
+    }
+}
+
+/// [`Case::error_limit`] under `slo`.
+fn error_limit(
+    slo: &SloConfig,
+    stable_rate: f64,
+    ratio: f64,
+    ratio_name: &'static str,
+) -> (f64, &'static str) {
+    let by_ratio = ratio * stable_rate;
+    let by_tolerance = stable_rate + slo.error_rate_tolerance;
+    if by_ratio >= by_tolerance {
+        (by_ratio, ratio_name)
+    } else {
+        (by_tolerance, "error_rate_tolerance")
     }
 }
 
@@ -422,12 +432,17 @@ fn errors_over_stage(case: &Case<'_>) -> Option<Finding> {
     if !case.stage_comparable() {
         return None;
     }
-    let (c, s) = (case.stage.canary, case.stage.stable);
-    let alpha = case.slo.significance;
+    over_stage(case.stage.canary, case.stage.stable, case.slo)
+}
+
+/// [`errors_over_stage`] on the stage's counts `c` (canary) and `s` (stable), given that both
+/// have `min_samples`: the rule alone, for its calibration.
+pub(super) fn over_stage(c: Proportion, s: Proportion, slo: &SloConfig) -> Option<Finding> {
+    let alpha = slo.significance;
     let tau = s.rate().max(TAU_FLOOR);
     let by_ratio = Difference::of(c, s, ERROR_RATE_MARGIN, 0.0)?.lower(tau, alpha);
-    let by_tolerance = Difference::of(c, s, 1.0, case.slo.error_rate_tolerance)?.lower(tau, alpha);
-    let (limit, acting) = case.error_limit(s.rate(), ERROR_RATE_MARGIN, "ERROR_RATE_MARGIN");
+    let by_tolerance = Difference::of(c, s, 1.0, slo.error_rate_tolerance)?.lower(tau, alpha);
+    let (limit, acting) = error_limit(slo, s.rate(), ERROR_RATE_MARGIN, "ERROR_RATE_MARGIN");
     let mut p_value = if by_ratio > 0.0 && by_tolerance > 0.0 {
         alpha
     } else {
@@ -440,7 +455,7 @@ fn errors_over_stage(case: &Case<'_>) -> Option<Finding> {
     // 10 000 is not a rate of 0, at which one canary error would be impossible.
     if p_value < 1.0 && (c.trials as f64) * limit < FEW_EXPECTED_ERRORS {
         let one_more = s.events.saturating_add(1) as f64 / s.trials.saturating_add(1) as f64;
-        let (at_one_more, _) = case.error_limit(one_more, ERROR_RATE_MARGIN, "");
+        let (at_one_more, _) = error_limit(slo, one_more, ERROR_RATE_MARGIN, "");
         p_value = p_value.max(binomial_tail_exact(c.events, c.trials, at_one_more));
     }
     let fired = p_value <= alpha;
