@@ -9,9 +9,11 @@
 //! processes.
 //!
 //! The test holds the rule to a weak level, 0.05, where a few hundred stages resolve its
-//! rate; `JUDGE_CALIBRATION` (`stages,alpha`, e.g. `20000,0.001`) runs every cell at another
-//! level and count and prints the rates instead (in release: `cargo test --release --lib -p
-//! promotion-gates calibration -- --nocapture`).
+//! rate; `JUDGE_CALIBRATION` (`stages,alpha[,factor]`, e.g. `60000,0.001`) runs every cell at
+//! another level and count, the canary's error rate `factor` times the stable one's (1 by
+//! default; 1.1 puts it at the rule's limit, `ERROR_RATE_MARGIN`), and prints the rates
+//! instead (in release: `cargo test --release --lib -p promotion-gates calibration --
+//! --nocapture`).
 
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
@@ -21,14 +23,22 @@ use super::rules::over_stage;
 use super::stats::Proportion;
 use crate::slo::SloConfig;
 
-/// One A/A cell: both versions at `error_rate`, `rps` requests a second, `share` of them the
-/// canary's, for `stage_s` seconds.
+/// One cell: the stable version at `error_rate`, the canary at `canary_factor` times it (1: an
+/// A/A cell), `rps` requests a second, `share` of them the canary's, for `stage_s` seconds.
 #[derive(Debug, Clone, Copy)]
 struct Cell {
     rps: f64,
     share: f64,
     error_rate: f64,
+    canary_factor: f64,
     stage_s: u32,
+}
+
+impl Cell {
+    /// The canary's error rate.
+    fn canary_rate(self) -> f64 {
+        (self.error_rate * self.canary_factor).min(1.0)
+    }
 }
 
 /// The canary errors after which the record path screens: its first 32, then every 16th.
@@ -55,8 +65,8 @@ impl Stage {
     /// `seconds` more of `cell`'s traffic, the canary's errors not counted (drawn apart).
     fn advance(&mut self, rng: &mut Xoshiro256PlusPlus, cell: Cell, seconds: f64) {
         let (canary, stable) = (cell.rps * cell.share, cell.rps * (1.0 - cell.share));
-        let p = cell.error_rate;
-        self.canary.trials += poisson(rng, canary * (1.0 - p) * seconds);
+        let (p, p_canary) = (cell.error_rate, cell.canary_rate());
+        self.canary.trials += poisson(rng, canary * (1.0 - p_canary) * seconds);
         let (errors, successes) = (
             poisson(rng, stable * p * seconds),
             poisson(rng, stable * (1.0 - p) * seconds),
@@ -86,7 +96,7 @@ fn fires_in_a_stage(rng: &mut Xoshiro256PlusPlus, cell: Cell, slo: &SloConfig) -
             trials: 0,
         },
     };
-    let error_rate = cell.rps * cell.share * cell.error_rate;
+    let error_rate = cell.rps * cell.share * cell.canary_rate();
     for _ in 0..cell.stage_s {
         // The canary's errors in this second, at uniform times, each a look if screened.
         let mut times: Vec<f64> = (0..poisson(rng, error_rate))
@@ -169,24 +179,28 @@ const CELLS: [Cell; 4] = [
         rps: 2000.0,
         share: 0.01,
         error_rate: 0.01,
+        canary_factor: 1.0,
         stage_s: 1800,
     },
     Cell {
         rps: 2000.0,
         share: 0.01,
         error_rate: 0.001,
+        canary_factor: 1.0,
         stage_s: 1800,
     },
     Cell {
         rps: 2000.0,
         share: 0.01,
         error_rate: 0.05,
+        canary_factor: 1.0,
         stage_s: 1800,
     },
     Cell {
         rps: 2000.0,
         share: 0.05,
         error_rate: 0.01,
+        canary_factor: 1.0,
         stage_s: 1800,
     },
 ];
@@ -195,7 +209,9 @@ const CELLS: [Cell; 4] = [
 fn errors_over_stage_keeps_its_level_over_every_look_of_a_stage() {
     if let Some(spec) = std::env::var_os("JUDGE_CALIBRATION") {
         let spec = spec.to_string_lossy().into_owned();
-        let (stages, alpha) = spec.split_once(',').unwrap_or((&spec, "0.001"));
+        let mut parts = spec.split(',');
+        let stages = parts.next().unwrap_or_default();
+        let (alpha, factor) = (parts.next().unwrap_or("0.001"), parts.next().unwrap_or("1"));
         let refused = |what: &str| format!("JUDGE_CALIBRATION={spec}: {what} is not a number");
         let stages: u64 = stages
             .parse()
@@ -206,9 +222,16 @@ fn errors_over_stage_keeps_its_level_over_every_look_of_a_stage() {
                 .unwrap_or_else(|_| panic!("{}", refused(alpha))),
             ..Default::default()
         };
+        let canary_factor: f64 = factor
+            .parse()
+            .unwrap_or_else(|_| panic!("{}", refused(factor)));
         for (i, cell) in CELLS.iter().enumerate() {
+            let cell = Cell {
+                canary_factor,
+                ..*cell
+            };
             let started = std::time::Instant::now();
-            let k = false_alarms(*cell, &slo, stages, 1 + i as u64);
+            let k = false_alarms(cell, &slo, stages, 1 + i as u64);
             let (low, high) = clopper_pearson(k, stages);
             println!(
                 "{cell:?} alpha {}: {k} of {stages} = {:.5} (95 % CP {low:.5}..{high:.5}) in {:?}",
