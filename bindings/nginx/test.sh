@@ -34,7 +34,7 @@
 # error page starts after it, or after a malformed body's 400, is recorded, not a further
 # error page's fallback; one a second gate read in the waiting upstream's proxy_set_header
 # chose is not, and a gate an auth_request reads after a finalized upstream records the next;
-# each case checking its timing happened), that a
+# each case checking its timing happened and its gates were read), that a
 # granted upgrade is a success recorded and timed at its 101 (not the idle connection's life) and a refused
 # one a failure, as are a 101 to a request that asked no upgrade and one to another protocol
 # than asked (the Go middleware's rule, timed at the 101), that a
@@ -1396,35 +1396,37 @@ def literal(name, value):  # HPACK: a literal field without indexing, a new name
     return bytes([0, len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
 s = socket.create_connection(("127.0.0.1", h2port if how.startswith("h2") else port))
 '
-# post_body <path> <how>: one POST whose body the client sends as <how> says, over HTTP/1.1
-# (whole; slow: the header, then all 100 bytes 0.3 s later; short-shut, short-close: 10 of its
-# 100 bytes, then a half-close or a close; badchunk: a chunk of 10 bytes, then an invalid chunk
-# size) or HTTP/2 (h2-short: 10 of 100 bytes and
-# END_STREAM; h2-rst: 10 bytes and RST_STREAM), the cut 0.2 s after the first bytes (time for
-# nginx to reach an unbuffered upstream); prints the status line or frames answered
+# post_body <path> <how> [<pause>]: one POST whose body the client sends as <how> says, over
+# HTTP/1.1 (whole; slow: the header, then all 100 bytes <pause> s later, 0.5 unless given;
+# short-shut, short-close: 10 of its 100 bytes, then a half-close or a close; badchunk: a chunk
+# of 10 bytes, then an invalid chunk size) or HTTP/2 (h2-short: 10 of 100 bytes and
+# END_STREAM; h2-rst: 10 bytes and RST_STREAM), the cut <pause> s after the first bytes, 0.2
+# unless given (time for nginx to reach an unbuffered upstream); prints the status line or
+# frames answered
 post_body() {
   python3 -c "$raw_client$(cat <<'PY'
 s.settimeout(3)
+pause = float(sys.argv[5]) if len(sys.argv) > 5 else 0.5 if how == "slow" else 0.2
 if how.startswith("h2"):
     fields = [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "x"),
               ("content-length", "100")]
     s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, b"", 0)
               + frame(1, 4, b"".join(literal(n, v) for n, v in fields)) + frame(0, 0, b"0123456789"))
-    time.sleep(0.2)
+    time.sleep(pause)
     s.sendall(frame(0, 1, b"") if how == "h2-short" else frame(3, 0, struct.pack(">I", 8)))
 elif how == "whole":
     s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nConnection: close\r\n\r\n".encode() + b"x" * 100)
 elif how == "slow":
     s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nConnection: close\r\n\r\n".encode())
-    time.sleep(0.3)
+    time.sleep(pause)
     s.sendall(b"x" * 100)
 elif how == "badchunk":
     s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n".encode())
-    time.sleep(0.2)
+    time.sleep(pause)
     s.sendall(b"zz\r\n")
 else:
     s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789".encode())
-    time.sleep(0.2)
+    time.sleep(pause)
     if how == "short-close":
         s.close()
         print("closed")
@@ -1453,7 +1455,7 @@ if how.startswith("h2"):
 else:
     print(answer.split(b"\r\n")[0].decode() or "no answer")
 PY
-)" "$port" "$h2port" "$1" "$2"
+)" "$port" "$h2port" "$1" "$2" ${3:+"$3"}
 }
 # body_window <gate> <requests|errors>: the gate's canary window count
 body_window() {
@@ -1750,7 +1752,7 @@ echo "== a gate first read by a subrequest records no upstream the request made 
 # made its upstream (nginx runs a mirror's subrequests after it), so no gate read there chose
 # that upstream, started or not. With `mirror_request_body off` the mirror's subrequest runs
 # while nginx still reads the body the client sends slowly (post_body slow: the header, the
-# body 0.3 s later), before the upstream started (no u->cleanup yet), and reads the gate in a
+# body 0.5 s later), before the upstream started (no u->cleanup yet), and reads the gate in a
 # `set`. Gate `sub`: the main request proxies to a closed port (nginx's 502): nothing recorded
 # (a build anchoring that route at the request's states then recorded the 502 as sub's
 # failure, one a request). Gate `subpage`: error_page 502 sends the request to a location
@@ -1784,18 +1786,27 @@ echo "== a gate first read by a subrequest records no upstream the request made 
 # goes to a location reading subbadsecond in a `set` (the request left the location of the
 # upstream subbadfirst passed over, which never makes its request), proxying to stable: one
 # success each (a build taking that read for the passed upstream's recorded nothing for it).
+# Each mirror logs the gate's value it read (log_subrequest on), a line a request, and the
+# upstream of /subfirst (a server answering 502, intercepted) the X-Version header that read
+# subsecond, so a gate expected to record nothing was read as meant.
 port=$(free_port)
 h2port=$port # (post_body's HTTP/2 port: not used here)
 closed=$(free_port)
 stable=$(free_port)
+hdr=$(free_port)
 slow=$(free_port)
 slow_502_server "$slow"
 mkdir -m 777 "$tmp/lockcache" # the workers (nobody, as root) write the cache
-# mirrored <gate> <directives>: location /<gate> with <directives>, whose mirror subrequest reads
-# the gate in a `set` (and answers 204 itself)
+# mirror_read <gate>: the location /mirror<gate> a mirror subrequest reads the gate in, in a
+# `set` (and answers 204 itself), logging the value read to logs/mirrorread.log
+mirror_read() {
+  echo "location = /mirror$1 { internal; log_subrequest on; access_log logs/mirrorread.log mirrorread;
+            set \$v \$promotion_gate_$1; return 204; }"
+}
+# mirrored <gate> <directives>: location /<gate> with <directives>, mirrored to mirror_read's
 mirrored() {
   echo "location /$1 { mirror /mirror$1; $2 }
-        location = /mirror$1 { internal; access_log off; set \$v \$promotion_gate_$1; return 204; }"
+        $(mirror_read "$1")"
 }
 gates="$(canary_gates "sub two subtwo subhdr sublock subnores subfirst subsecond lockpage authfirst
   authsecond subbadfirst subbadsecond" "$closed" "$stable")
@@ -1805,7 +1816,10 @@ serve "$(cat <<CONF
     proxy_cache_path $tmp/lockcache keys_zone=sublock:1m;
     log_format subread '\$uri \$status \$upstream_status';
     log_format subtime '\$uri \$request_time';
+    log_format mirrorread '\$uri \$v';
+    log_format hdr '\$http_x_version';
     server { listen 127.0.0.1:$stable; access_log off; return 200 "stable\n"; }
+    server { listen 127.0.0.1:$hdr; access_log logs/hdr.log hdr; return 502; }
     server {
         listen 127.0.0.1:$port;
         access_log logs/subread.log subread;
@@ -1827,13 +1841,13 @@ serve "$(cat <<CONF
         location @nores { error_page 502 = @st; proxy_pass http://nores_\$promotion_gate_subnores; }
         location @st { proxy_pass http://127.0.0.1:$stable; }
         $(mirrored subfirst "proxy_set_header X-Version \$promotion_gate_subsecond; error_page 502 = @st;
-            proxy_pass http://127.0.0.1:$closed;")
+            proxy_intercept_errors on; proxy_pass http://127.0.0.1:$hdr;")
         $(mirrored subbadfirst "error_page 400 = @badset; proxy_pass http://127.0.0.1:$closed;")
         location @badset { set \$s \$promotion_gate_subbadsecond; proxy_pass http://127.0.0.1:$stable; }
         location /lockpage { error_page 502 = @lockpage; proxy_pass http://127.0.0.1:$closed; }
         location @lockpage { mirror /mirrorlockpage; proxy_cache sublock; proxy_cache_key lockpage;
             proxy_cache_lock on; proxy_pass http://127.0.0.1:$slow; }
-        location = /mirrorlockpage { internal; access_log off; set \$v \$promotion_gate_lockpage; return 204; }
+        $(mirror_read lockpage)
         location /authpage { error_page 502 = /authpage-e; proxy_pass http://127.0.0.1:$closed; }
         location = /authpage-e { set \$a \$promotion_gate_authfirst; auth_request /authcheck;
             proxy_pass http://127.0.0.1:$stable; }
@@ -1845,7 +1859,9 @@ CONF
 for path in sub subpage subtwo subhdr subfirst; do
   for _ in 1 2 3; do echo "/$path slow: $(post_body "/$path" slow)"; done
 done
-for path in subbad subbadrt subnores subbadfirst; do echo "/$path badchunk: $(post_body "/$path" badchunk)"; done
+for path in subbad subbadrt subnores subbadfirst; do
+  echo "/$path badchunk: $(post_body "/$path" badchunk 0.4)"
+done
 for path in sublock lockpage; do
   curl -s -o /dev/null "http://127.0.0.1:$port/$path" &
   first=$!
@@ -1856,9 +1872,10 @@ done
 curl -s -o /dev/null "http://127.0.0.1:$port/authpage"
 sleep 0.2 # the last request's log phase
 # Each case happened as meant, or its check would pass vacuously (or fail spuriously): nginx
-# read a slow body's header well before its body, sent 0.3 s later (its mirror ran while it
+# read a slow body's header well before its body, sent 0.5 s later (its mirror ran while it
 # read the body; read at once, the request takes a few milliseconds), a malformed body's first
-# chunk well before the invalid size, sent 0.2 s later, and one request of each cache lock
+# chunk well before the invalid size, sent 0.4 s later (each a quarter second past its
+# threshold, room for a loaded machine), and one request of each cache lock
 # pair waited on the lock (nginx looks again each 500 ms; the other takes 100 ms).
 subtime=$(awk '$1 ~ /^\/(sub|subpage|subtwo|subhdr|subfirst)$/ && $2 < 0.25 { print "slow:", $0 }
   $1 ~ /^\/(subbad|subbadrt|subnores|subbadfirst)$/ && $2 < 0.15 { print "badchunk:", $0 }
@@ -1868,6 +1885,10 @@ echo "by uri, the request's time: $(tr '\n' ';' <"$tmp/logs/subtime.log")"
 [ -z "$subtime" ] || { echo "FAIL: a case's timing did not happen as meant (its check would say nothing): $subtime" >&2; exit 1; }
 subread=$(sort "$tmp/logs/subread.log" | uniq -c | sed 's/^ *//' | tr '\n' ';')
 echo "by uri, status and upstream statuses: $subread"
+mirrorread=$(LC_ALL=C sort "$tmp/logs/mirrorread.log" | uniq -c | sed 's/^ *//' | tr '\n' ';')
+echo "by mirror, the value read: $mirrorread"
+hdrread=$(sort "$tmp/logs/hdr.log" | uniq -c | sed 's/^ *//' | tr '\n' ';')
+echo "X-Version at /subfirst's upstream: $hdrread"
 sub_windows=$(for gate in sub subpage two subtwo subhdr subbad subbadrt sublock subnores subfirst \
   subsecond lockpage authfirst authsecond subbadfirst subbadsecond; do
   printf '%s\n' "$gate: $(body_window "$gate" requests) recorded, $(body_window "$gate" errors) errors"
@@ -1877,6 +1898,10 @@ stop_serving
 stop_tcp_server
 [ "$subread" = "1 /authpage-e 200 502 : 200;2 /lockpage 502 502 : 502;3 /sub 502 502;1 /subbad 200 200;1 /subbadfirst 200 200;1 /subbadrt 200 200;3 /subfirst 200 502 : 200;3 /subhdr 502 502;2 /sublock 502 502;1 /subnores 200 -, 200;3 /subpage 200 502 : 200;3 /subtwo 502 502;" ] ||
   { echo "FAIL: expected /sub's, /subtwo's, /subhdr's and /sublock's 502, /subpage's, /subfirst's and /authpage's 502 then its error page's 200, /lockpage's 502 then its error page's 502, the error pages' 200 after /subbad's and /subbadrt's 400, and /subnores's error page's 502 (no peer tried) then its own error page's 200" >&2; exit 1; }
+[ "$mirrorread" = "2 /mirrorlockpage canary;3 /mirrorsub canary;1 /mirrorsubbad canary;1 /mirrorsubbadfirst canary;1 /mirrorsubbadrt canary;3 /mirrorsubfirst canary;3 /mirrorsubhdr canary;2 /mirrorsublock canary;1 /mirrorsubnores canary;3 /mirrorsubpage canary;3 /mirrorsubtwo canary;" ] ||
+  { echo "FAIL: expected each request's mirror to read its gate (canary), once" >&2; exit 1; }
+[ "$hdrread" = "3 canary;" ] ||
+  { echo "FAIL: expected /subfirst's upstream to get subsecond's decision (canary) in X-Version, each request" >&2; exit 1; }
 [ "$sub_windows" = "sub: 0 recorded, 0 errors
 subpage: 3 recorded, 0 errors
 two: 3 recorded, 3 errors
