@@ -55,9 +55,17 @@ typedef struct {
      * ngx_http_pgate_made_request): when it makes it later, its separator is the first state
      * past states_before, not the routed upstream's (ngx_http_pgate_anchored) */
     unsigned                     passed_unmade:1;
-    /* an internal redirect or a named location came since that route (r->ctx was zeroed):
-     * the request left the location whose upstream passed is, which makes no request now */
-    unsigned                     redirected:1;
+    /* the request is not in the location whose upstream passed is, which makes no request
+     * now: it had not reached its location's content phase at that route (an auth_request's
+     * subrequest in an error page's location: passed is an earlier location's, left over,
+     * see ngx_http_pgate_in_content_phase), or left it since (an internal redirect or a named
+     * location zeroed r->ctx, ngx_http_pgate_get_ctx). Set too after a filter finalization,
+     * which zeroes r->ctx in the same location (the not-modified filter's 412, image_filter's
+     * 415): harmless, as a filter finalizes a response whose header was made, so passed, if
+     * it is r->upstream, answered (from its peer, or from the cache without making its
+     * request), and its create_request, whose reads this tells apart
+     * (ngx_http_pgate_reads_for_passed), is over or never comes */
+    unsigned                     left_passed:1;
     /* 1 + the index in r->upstream_states of the timed upstream's last attempt (0: none) */
     ngx_uint_t                   timed_state_end;
     uint64_t                     upstream_start_ns;
@@ -136,7 +144,7 @@ ngx_http_pgate_get_ctx(ngx_http_request_t *r)
         ctx = cln->data;
         if (ctx->request == r) {
             ngx_http_set_ctx(r, ctx, ngx_http_promotion_gate_module);
-            ctx->redirected = 1;
+            ctx->left_passed = 1;
             return ctx;
         }
     }
@@ -385,12 +393,36 @@ ngx_http_pgate_subrequest_passes(ngx_http_request_t *r, ngx_uint_t subrequest)
 
 
 /*
+ * Whether the main request `r` has reached its location's content phase: the phase engine's
+ * handler it runs is a content phase's (ngx_http_core_content_phase, where r->phase_handler
+ * stays while the content handler, a proxy_pass say, runs or waits, and through the log
+ * phase, which nginx runs outside the engine). An internal redirect (ngx_http_handler) or a
+ * named location restarts the phases, at the server or the location rewrite phase: a request
+ * sent to an error page's location has not reached it there while an auth_request's
+ * subrequest runs (its access phase waits for it) or a try_files path is read (precontent),
+ * and its r->upstream is then an earlier location's, left over; nginx's content handlers
+ * make upstreams (ngx_http_upstream_create), so that location's own is still to come.
+ */
+static ngx_inline ngx_uint_t
+ngx_http_pgate_in_content_phase(ngx_http_request_t *r)
+{
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_core_module);
+    return cmcf->phase_engine.handlers[r->phase_handler].checker == ngx_http_core_content_phase;
+}
+
+
+/*
  * Takes the request's upstream states as they stand now as those before its routed upstream
  * (ngx_http_pgate_routed_first): done by its first route that may record, whatever routes
  * came before it that may not (ngx_http_pgate_route). While an upstream is under way, or, for
  * a subrequest's route, made (ngx_http_pgate_subrequest_passes), its later attempts come
  * after them too: the routed upstream's start is then found at its separator, or at state 0
- * when that upstream never started (ngx_http_pgate_anchored).
+ * when that upstream never started (ngx_http_pgate_anchored). Whether the request is then in
+ * that upstream's location is told by its phase (ngx_http_pgate_in_content_phase), not by a
+ * redirect since: an auth_request's subrequest reads in an error page's location, after the
+ * redirect, before that location's content handler (ctx->left_passed).
  */
 static void
 ngx_http_pgate_anchor(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx, ngx_uint_t subrequest)
@@ -401,7 +433,7 @@ ngx_http_pgate_anchor(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx, ngx_uint
                      || ngx_http_pgate_subrequest_passes(r, subrequest);
     ctx->passed = ctx->under_way ? r->main->upstream : NULL;
     ctx->passed_unmade = ctx->passed != NULL && !ngx_http_pgate_made_request(ctx->passed);
-    ctx->redirected = 0;
+    ctx->left_passed = ctx->passed != NULL && !ngx_http_pgate_in_content_phase(r);
     ctx->unreached = 0;
 }
 
@@ -409,8 +441,10 @@ ngx_http_pgate_anchor(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx, ngx_uint
 /*
  * Whether a main request's read (not `subrequest`) is made for the upstream the first route
  * passed over before that upstream made its request (ngx_http_pgate_anchor): that one is still
- * r->upstream, still unmade, and the request has not left its location (an error page's `set`
- * after its body read failed is read for the upstream the error page starts). So is a read in
+ * r->upstream, still unmade, and the request is in its location (ctx->left_passed: not in an
+ * error page's, where a `set` after the passed upstream's body read failed, or a try_files
+ * path after an auth_request's subrequest read the first gate there, is read for the upstream
+ * that location's content handler starts). So is a read in
  * its create_request (a proxy_set_header value) once a mirror's subrequest read the first
  * gate while nginx read the body: the gate read there chose the passed upstream, whose
  * outcome the first route does not record, and the module times one upstream a request,
@@ -420,7 +454,7 @@ static ngx_inline ngx_uint_t
 ngx_http_pgate_reads_for_passed(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx,
     ngx_uint_t subrequest)
 {
-    return !subrequest && ctx->under_way && !ctx->redirected && r->upstream == ctx->passed
+    return !subrequest && ctx->under_way && !ctx->left_passed && r->upstream == ctx->passed
            && !ngx_http_pgate_made_request(ctx->passed);
 }
 

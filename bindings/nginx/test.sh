@@ -33,7 +33,8 @@
 # while the request's upstream waits for a slowly sent body or a cache lock (the upstream an
 # error page starts after it, or after a malformed body's 400, is recorded, not a further
 # error page's fallback; one a second gate read in the waiting upstream's proxy_set_header
-# chose is not, and a gate an auth_request reads after a finalized upstream records the next;
+# chose is not, and a gate an auth_request reads after a finalized upstream records the next,
+# as do gates an auth_request and a try_files read in a malformed body's error page's location;
 # each case checking its timing happened and its gates were read), that a
 # granted upgrade is a success recorded and timed at its 101 (not the idle connection's life) and a refused
 # one a failure, as are a 101 to a request that asked no upgrade and one to another protocol
@@ -1786,6 +1787,12 @@ echo "== a gate first read by a subrequest records no upstream the request made 
 # goes to a location reading subbadsecond in a `set` (the request left the location of the
 # upstream subbadfirst passed over, which never makes its request), proxying to stable: one
 # success each (a build taking that read for the passed upstream's recorded nothing for it).
+# Gates `tffirst` and `tfsecond`: the malformed body's 400 goes to a location where an
+# auth_request's subrequest reads tffirst first (passing over the left-over upstream, which
+# never makes its request), then try_files reads tfsecond in its path and falls back to a
+# named location proxying to stable: one success each (the request was in the error page's
+# location at the first route, not the passed upstream's; a build telling that by a redirect
+# since the route took the try_files read for the passed upstream's: nothing for tfsecond).
 # Each mirror logs the gate's value it read (log_subrequest on), a line a request, and the
 # upstream of /subfirst (a server answering 502, intercepted) the X-Version header that read
 # subsecond, so a gate expected to record nothing was read as meant.
@@ -1809,7 +1816,7 @@ mirrored() {
         $(mirror_read "$1")"
 }
 gates="$(canary_gates "sub two subtwo subhdr sublock subnores subfirst subsecond lockpage authfirst
-  authsecond subbadfirst subbadsecond" "$closed" "$stable")
+  authsecond subbadfirst subbadsecond tffirst tfsecond" "$closed" "$stable")
 $(canary_gates "subpage subbad subbadrt" "$stable" "$stable")"
 serve "$(cat <<CONF
     $gates
@@ -1852,6 +1859,9 @@ serve "$(cat <<CONF
         location = /authpage-e { set \$a \$promotion_gate_authfirst; auth_request /authcheck;
             proxy_pass http://127.0.0.1:$stable; }
         location = /authcheck { internal; access_log off; set \$b \$promotion_gate_authsecond; return 204; }
+        location /tf { error_page 400 = /tf-e; proxy_pass http://127.0.0.1:$closed; }
+        location = /tf-e { auth_request /tfauth; try_files /nofile-\$promotion_gate_tfsecond @st; }
+        location = /tfauth { internal; access_log off; set \$b \$promotion_gate_tffirst; return 204; }
         location = /metrics { access_log off; promotion_gate_metrics; }
     }
 CONF
@@ -1859,7 +1869,7 @@ CONF
 for path in sub subpage subtwo subhdr subfirst; do
   for _ in 1 2 3; do echo "/$path slow: $(post_body "/$path" slow)"; done
 done
-for path in subbad subbadrt subnores subbadfirst; do
+for path in subbad subbadrt subnores subbadfirst tf; do
   echo "/$path badchunk: $(post_body "/$path" badchunk 0.4)"
 done
 for path in sublock lockpage; do
@@ -1878,7 +1888,7 @@ sleep 0.2 # the last request's log phase
 # threshold, room for a loaded machine), and one request of each cache lock
 # pair waited on the lock (nginx looks again each 500 ms; the other takes 100 ms).
 subtime=$(awk '$1 ~ /^\/(sub|subpage|subtwo|subhdr|subfirst)$/ && $2 < 0.25 { print "slow:", $0 }
-  $1 ~ /^\/(subbad|subbadrt|subnores|subbadfirst)$/ && $2 < 0.15 { print "badchunk:", $0 }
+  $1 ~ /^\/(subbad|subbadrt|subnores|subbadfirst|tf-e)$/ && $2 < 0.15 { print "badchunk:", $0 }
   $1 ~ /^\/(sublock|lockpage)$/ && $2 >= 0.5 { waited[$1] = 1 }
   END { if (!waited["/sublock"] || !waited["/lockpage"]) print "no lock waiter:", waited["/sublock"] + 0, waited["/lockpage"] + 0 }' "$tmp/logs/subtime.log")
 echo "by uri, the request's time: $(tr '\n' ';' <"$tmp/logs/subtime.log")"
@@ -1890,14 +1900,14 @@ echo "by mirror, the value read: $mirrorread"
 hdrread=$(sort "$tmp/logs/hdr.log" | uniq -c | sed 's/^ *//' | tr '\n' ';')
 echo "X-Version at /subfirst's upstream: $hdrread"
 sub_windows=$(for gate in sub subpage two subtwo subhdr subbad subbadrt sublock subnores subfirst \
-  subsecond lockpage authfirst authsecond subbadfirst subbadsecond; do
+  subsecond lockpage authfirst authsecond subbadfirst subbadsecond tffirst tfsecond; do
   printf '%s\n' "$gate: $(body_window "$gate" requests) recorded, $(body_window "$gate" errors) errors"
 done)
 echo "$sub_windows"
 stop_serving
 stop_tcp_server
-[ "$subread" = "1 /authpage-e 200 502 : 200;2 /lockpage 502 502 : 502;3 /sub 502 502;1 /subbad 200 200;1 /subbadfirst 200 200;1 /subbadrt 200 200;3 /subfirst 200 502 : 200;3 /subhdr 502 502;2 /sublock 502 502;1 /subnores 200 -, 200;3 /subpage 200 502 : 200;3 /subtwo 502 502;" ] ||
-  { echo "FAIL: expected /sub's, /subtwo's, /subhdr's and /sublock's 502, /subpage's, /subfirst's and /authpage's 502 then its error page's 200, /lockpage's 502 then its error page's 502, the error pages' 200 after /subbad's and /subbadrt's 400, and /subnores's error page's 502 (no peer tried) then its own error page's 200" >&2; exit 1; }
+[ "$subread" = "1 /authpage-e 200 502 : 200;2 /lockpage 502 502 : 502;3 /sub 502 502;1 /subbad 200 200;1 /subbadfirst 200 200;1 /subbadrt 200 200;3 /subfirst 200 502 : 200;3 /subhdr 502 502;2 /sublock 502 502;1 /subnores 200 -, 200;3 /subpage 200 502 : 200;3 /subtwo 502 502;1 /tf-e 200 200;" ] ||
+  { echo "FAIL: expected /sub's, /subtwo's, /subhdr's and /sublock's 502, /subpage's, /subfirst's and /authpage's 502 then its error page's 200, /lockpage's 502 then its error page's 502, the error pages' 200 after /subbad's, /subbadrt's and /tf's 400, and /subnores's error page's 502 (no peer tried) then its own error page's 200" >&2; exit 1; }
 [ "$mirrorread" = "2 /mirrorlockpage canary;3 /mirrorsub canary;1 /mirrorsubbad canary;1 /mirrorsubbadfirst canary;1 /mirrorsubbadrt canary;3 /mirrorsubfirst canary;3 /mirrorsubhdr canary;2 /mirrorsublock canary;1 /mirrorsubnores canary;3 /mirrorsubpage canary;3 /mirrorsubtwo canary;" ] ||
   { echo "FAIL: expected each request's mirror to read its gate (canary), once" >&2; exit 1; }
 [ "$hdrread" = "3 canary;" ] ||
@@ -1917,7 +1927,9 @@ lockpage: 0 recorded, 0 errors
 authfirst: 1 recorded, 0 errors
 authsecond: 1 recorded, 0 errors
 subbadfirst: 1 recorded, 0 errors
-subbadsecond: 1 recorded, 0 errors" ] || { echo "FAIL: expected a gate first read by a mirror subrequest to record none of the upstream its request made before it (sub, subtwo, subhdr, sublock, lockpage) and the upstream its error page started after it (subpage, subbad, subbadrt, subfirst, subbadfirst, with subbadsecond read there), not a fallback of an error page's upstream that tried no peer (subnores), a gate read for the upstream passed over nothing (subsecond), and a gate read by auth_request after a finalized upstream the next one (authsecond)" >&2; exit 1; }
+subbadsecond: 1 recorded, 0 errors
+tffirst: 1 recorded, 0 errors
+tfsecond: 1 recorded, 0 errors" ] || { echo "FAIL: expected a gate first read by a mirror subrequest to record none of the upstream its request made before it (sub, subtwo, subhdr, sublock, lockpage) and the upstream its error page started after it (subpage, subbad, subbadrt, subfirst, subbadfirst, with subbadsecond read there), not a fallback of an error page's upstream that tried no peer (subnores), a gate read for the upstream passed over nothing (subsecond), a gate read by auth_request after a finalized upstream the next one (authsecond), and gates read by auth_request and try_files in an error page's location after an unmade upstream the error page's (tffirst, tfsecond)" >&2; exit 1; }
 
 echo "== a gate read by if reaches its version through an error page, one read by proxy_pass does not, one read after a balancer's does"
 # Routing by `if ($promotion_gate_e418 = canary) { return 418; }` with `error_page 418 =
