@@ -12,14 +12,21 @@
 //! go, `let_go_then_fence`) go through this module, so that the loom models (`.ci/loom` lists
 //! them) explore exactly the loads, stores, fences and lock operations they run. Nothing else
 //! is modelled:
-//! the record path's other atomic (the monitor's latency target) is std's, and the fleet's
-//! cache and the snapshot in place are `ArcSwap`s, which the models replace by stand-ins (the
-//! order in which a stage is published, `a_published_stage_is_never_foreign`; the snapshot a
-//! route loads, `a_route_never_uses_a_table_older_than_the_generation_it_read`). Flag-set
-//! retirement's model (`flags/loom_model.rs`) takes loom's `Arc` itself: the writer's `Retired`
-//! list and a thread's recent sets are generic over the reference they hold. In an ordinary
-//! build these are std's types, re-exported: nothing is wrapped, so the record and route paths
-//! compile to the same instructions.
+//! the record path's other atomic (the monitor's latency target) is std's; the snapshot in
+//! place is an `ArcSwap`, which two models replace by a stand-in (the order in which a stage is
+//! published, `a_published_stage_is_never_foreign`; the snapshot a route loads,
+//! `a_route_never_uses_a_table_older_than_the_generation_it_read`). The fleet's cache
+//! (`metrics/fleet.rs`, two `ArcSwapOption`s) is in no model, nor is the sync thread's
+//! retirement of the fleets it replaces (`manager/stored/fleet.rs`, `manager/retired.rs`): loom cannot
+//! run arc-swap, and the retirement rests on one property of it, not on an order of ours:
+//! `swap` pays every guard that borrowed the old value a reference of its own before it
+//! returns (arc-swap 1.x: `wait_for_readers`, `Debt::pay_all`), so a replaced fleet whose
+//! strong count is 1 (the retired list's) is unreachable: no guard, no `evaluated` slot and no
+//! clone holds it, none can take it anew, and the list alone frees it. Flag-set retirement's
+//! model (`flags/loom_model.rs`) takes loom's `Arc` itself: the writer's `Retired` list and a
+//! thread's recent sets are generic over the reference they hold. In an ordinary build these
+//! are std's types, re-exported: nothing is wrapped, so the record and route paths compile to
+//! the same instructions.
 
 #[cfg(all(test, promotion_gates_loom))]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering, fence};
