@@ -481,8 +481,15 @@ mod tests {
 
     #[test]
     fn a_recorder_is_two_histograms_and_a_few_counters() {
-        // What BENCHMARKS.md states per recording thread: 2 × 2560 × 8 B of histograms on the
-        // heap, and the recorder itself within two cache lines of its thread-local slot.
+        // What BENCHMARKS.md states per recording thread: the recorder's 160 B (eight counters
+        // of its own; per cohort four and its histogram's boxed slice, a pointer and a length),
+        // within two cache lines of its thread-local slot, and 2 × 2560 × 8 B of histograms on
+        // the heap.
+        let size = std::mem::size_of::<ThreadRecorder>();
+        let boxed = 2 * std::mem::size_of::<usize>();
+        assert_eq!(size, 8 * 8 + 2 * (4 * 8 + boxed), "{size} B");
+        #[cfg(target_pointer_width = "64")]
+        assert_eq!(size, 160);
         let padded = std::mem::size_of::<crossbeam_utils::CachePadded<ThreadRecorder>>();
         assert!(padded <= 256, "{padded} B");
         let rec = ThreadRecorder::new();
