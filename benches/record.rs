@@ -1,10 +1,13 @@
 //! Outcome recording, by decision, beside a bare `hdrhistogram::Histogram::record`.
 //!
 //! The gate is a 50 % canary with automatic rollback off, so the judge never acts; but its
-//! triggers are part of what is measured, as in production: every 64 records a thread reads
-//! the clock to see whether a full evaluation is due (one per second per gate, run by the
-//! thread that claims it, so roughly one record per second pays for a whole evaluation), and
-//! canary errors run the lock-free error screen on the 1st, 2nd, 4th, 8th and every 16th error.
+//! triggers are part of what is measured, as in production: a thread reads the clock every 1
+//! to 64 records (paced to its rate, so about every quarter of the evaluation interval: every
+//! 64 records at these rates) to see whether a full evaluation is due (one per second per gate,
+//! run by the thread that claims it, so roughly one record per second pays for a whole
+//! evaluation), and canary errors run the lock-free error screen after each of a thread's first
+//! 32 canary errors of the stage, then every 16th, and after each error ending a run of 4 to 32
+//! in a row (`screens_after` in `src/monitor.rs`).
 //!
 //! Latencies cycle through 1024 values from 200 µs to 2 s, so the histogram bucket varies. They
 //! are read from one 4 KiB table by every subject, each converting them to its own unit, so

@@ -24,8 +24,8 @@ impl PromotionGateManager {
     /// request rolls back within about 10 failures, and a sudden outage within about 20: docs/judge.md
     /// has the measured figures), and a
     /// full evaluation at most every
-    /// [`evaluation_interval`](crate::SloConfig::evaluation_interval), looked for every 64
-    /// records of a thread. Either may roll the canary back when `auto_rollback_enabled`;
+    /// [`evaluation_interval`](crate::SloConfig::evaluation_interval), looked for every 1 to 64
+    /// records of a thread (paced to its rate: about every quarter of the interval). Either may roll the canary back when `auto_rollback_enabled`;
     /// without it, a rule that fires is logged, and no lock taken for it.
     ///
     /// # Example
