@@ -7,6 +7,8 @@ Reads criterion's `target/criterion/<group>/<function>/<parameter>/new/estimates
     python3 benches/summarize.py            # markdown tables, as in BENCHMARKS.md
 """
 
+from __future__ import annotations  # `float | None` on Python 3.7 to 3.9 too
+
 import json
 import os
 import sys
@@ -118,7 +120,8 @@ def writes() -> None:
     print("### writes (route_request, 36-byte ids, one reader thread)\n")
     base = median_ns("writes", "route_request_36", "no_writer")
     rows = []
-    for case in ("no_writer", "flag_toggle_every_1ms", "config_swap_every_1ms"):
+    for case in ("no_writer", "flag_toggle_every_1ms", "config_swap_every_1ms",
+                 "rollback_or_promote_every_1ms"):
         m = median_ns("writes", "route_request_36", case)
         rows.append([case, ns(m), ratio(m, base)])
     table(["writer", "median per route", "/ no writer"], rows)
