@@ -6,7 +6,7 @@
 //! time from the end of the writer's call to the moment the reader's gate routes by it).
 //!
 //! ```sh
-//! cargo bench --bench store            # ~40 s; prints markdown tables
+//! cargo bench --bench store            # markdown tables; its time: BENCHMARKS.md, How to run
 //! ```
 //!
 //! Under `cargo test --all-targets` (no `--bench` flag) it runs a few ticks and changes, to

@@ -36,7 +36,7 @@ pub const ID_LENGTHS: [usize; 3] = [16, 36, 128];
 pub const GATE: &str = "checkout";
 
 /// A group that warms up for half a second and measures for `measurement`: short enough
-/// that `cargo bench` finishes in about five minutes on two cores.
+/// that `cargo bench` finishes in the few minutes BENCHMARKS.md's "How to run" gives.
 pub fn timed_group<'a>(
     c: &'a mut Criterion,
     name: &str,
