@@ -315,10 +315,19 @@ fn threads_that_exit_keep_what_they_recorded() {
 /// Runs `test` on a new thread (so that its first record is the thread's first) with a 10 %
 /// canary gate, automatic rollback on (so canary errors run the quick screen), and its clock.
 fn on_a_new_thread(test: impl FnOnce(&PromotionGateManager, &ManualClock) + Send + 'static) {
+    on_a_new_thread_windowed(300, test);
+}
+
+/// [`on_a_new_thread`], the gate's window `window_seconds` long.
+fn on_a_new_thread_windowed(
+    window_seconds: u64,
+    test: impl FnOnce(&PromotionGateManager, &ManualClock) + Send + 'static,
+) {
     std::thread::spawn(move || {
         let (gate, clock) = gate_with_clock(PromotionConfig {
             environment: canary(10.0),
             feature_flags: vec!["new_api".into()],
+            rollback_window_seconds: window_seconds,
             ..Default::default()
         });
         test(&gate, &clock);
@@ -420,13 +429,20 @@ fn record_outcome_allocates_nothing_while_no_evaluation_is_due() {
 }
 
 /// The periodic full evaluation runs on the record path, and must not allocate either.
+///
+/// The gate's window is 10 s, in slots of 1 s: it starts at the latest reading taken at least a
+/// window ago, and only an evaluation leaves a reading (at most one a slot; `health` leaves
+/// none). So the canary requests the window holds show that the evaluations ran: 10 to 11 s of
+/// them (100 a second) while an evaluation runs about every second, more when one is missed,
+/// and the whole stage when none runs.
 #[test]
 fn record_outcome_allocates_nothing_even_when_an_evaluation_falls_due() {
-    on_a_new_thread(|gate, clock| {
+    on_a_new_thread_windowed(10, |gate, clock| {
         let mix = Mix::route(gate);
         gate.record_outcome(mix.nth(1), true, ms(3)); // the thread's first record
         // 1 ms per record: 100 s, so about 100 periodic evaluations fall due (one a second).
         let (mut allocating_calls, mut total) = (0u64, Allocated::default());
+        let mut windows = Vec::new();
         for i in 0..MEASURED {
             clock.advance(ms(1));
             let (_, allocated) =
@@ -435,7 +451,20 @@ fn record_outcome_allocates_nothing_even_when_an_evaluation_falls_due() {
             total.count += allocated.count;
             total.bytes += allocated.bytes;
             total.frees += allocated.frees;
+            // Each second once the first window has passed: what the window holds.
+            if i % 1000 == 999 && i >= 12_000 {
+                windows.push(gate.health().canary_requests);
+            }
         }
+        // A window of at most 11.1 s each second: a reading (an evaluation) at most 1.1 s
+        // after another all through the loop, so at least about 80 of the 100 due ran.
+        assert_eq!(windows.len(), 88);
+        assert!(
+            windows
+                .iter()
+                .all(|canary| (1_000..=1_110).contains(canary)),
+            "canary requests in each second's window: {windows:?}"
+        );
         // `record_outcome` documents "no allocation after the thread's first record", and the
         // house style says hot calls never allocate, also the records that run the periodic
         // full evaluation (which reads the window's histograms and writes the findings).
