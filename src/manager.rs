@@ -590,16 +590,20 @@ impl Shared {
             self.monitor.stage_started(stage, now.monotonic);
         }
         let snapshot = Arc::new(snapshot);
-        let before = self.current.swap(Arc::clone(&snapshot));
-        self.generation.announce(generation);
-        self.changes.publish(Published {
-            origin,
-            before: &before.config,
-            after: &snapshot.config,
-            stage,
-            events,
-            at: now.wall,
-        });
+        let before = self.generation.publish(
+            generation,
+            || self.current.swap(Arc::clone(&snapshot)),
+            |before| {
+                self.changes.publish(Published {
+                    origin,
+                    before: &before.config,
+                    after: &snapshot.config,
+                    stage,
+                    events,
+                    at: now.wall,
+                })
+            },
+        );
         writer.sweep_retired();
         writer.retired_snapshots.keep(before);
     }

@@ -1,13 +1,17 @@
 //! The route path's generation protocol: how a thread's copy of the route table learns that a
 //! write published a newer one, reading one shared word per route.
 //!
-//! A write puts its snapshot in place (the `ArcSwap`), then [`announces`](Published::announce)
-//! its generation with a `Release` store; a route [`reads`](Published::read) the generation
-//! with an `Acquire` load and keeps its thread's copy while the copy's generation is that one,
-//! else loads the snapshot's table and keeps it instead ([`fresh`]). So a route never uses a
-//! table older than the generation it read, and the first route after a write's announcement
-//! uses that write's table (or a newer one). The loom model (`generation/loom_model.rs`, run by
-//! `.ci/loom`) checks both on this code, under loom's atomics.
+//! A write [publishes](Published::publish): it puts its snapshot in place (the `ArcSwap`), then
+//! announces its generation with a `Release` store, then counts its change; a route
+//! [`reads`](Published::read) the generation with an `Acquire` load and keeps its thread's copy
+//! while the copy's generation is that one, else loads the snapshot's table and keeps it
+//! instead ([`fresh`]). So a route never uses a table older than the generation it read, and
+//! the first route after a write's announcement uses that write's table (or a newer one). The
+//! loom model (`generation/loom_model.rs`, run by `.ci/loom`) checks both, and that a route
+//! after the change count moved uses that change's table, under loom's atomics: on this
+//! module's code (`publish`, `read`, `fresh`) and the change feed's, with a stand-in for the
+//! snapshot in place (an `ArcSwap`, which loom cannot run) that `publish` puts in place as
+//! `install` has it put the `ArcSwap`'s.
 
 use std::cell::Cell;
 
@@ -29,9 +33,25 @@ impl Published {
         Self(CachePadded::new(AtomicU64::new(generation)))
     }
 
+    /// Publishes `generation` in the protocol's order: `put_in_place` puts its snapshot in
+    /// place (returning what it replaced), then the generation is announced, then `count`
+    /// counts the change (given what was replaced). `install` and the loom model both publish
+    /// through here, so the model checks this order, not a copy of it.
+    pub(super) fn publish<B>(
+        &self,
+        generation: u64,
+        put_in_place: impl FnOnce() -> B,
+        count: impl FnOnce(&B),
+    ) -> B {
+        let before = put_in_place();
+        self.announce(generation);
+        count(&before);
+        before
+    }
+
     /// Announces `generation`, once its snapshot is in place. `Release`: a route that reads it
     /// finds that snapshot (or a newer one) in place.
-    pub(super) fn announce(&self, generation: u64) {
+    fn announce(&self, generation: u64) {
         self.0.store(generation, Ordering::Release);
     }
 

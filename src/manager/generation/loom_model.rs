@@ -1,12 +1,13 @@
 //! A loom model of the route path's generation protocol (`generation.rs`): a writer puts
 //! snapshots in place and announces their generations while a thread routes through its copy
-//! of the route table. The announcement, the read and the copy's refresh are the route path's
-//! own code, on loom's atomics; the snapshot in place (an `ArcSwap`, which loom cannot run) is a
-//! stand-in: an atomic holding the generation of the table in place, stored with `Release`
-//! and loaded with `Acquire`, no stronger than an `ArcSwap`'s swap and load. A write may also
-//! count its change after announcing it, as `install` does, on the gate's own `ChangeFeed`: a
-//! host that routes once the change count moved uses that change's table. Built only with
-//! `--cfg promotion_gates_loom` (`.ci/loom`).
+//! of the route table. A write runs `install`'s own steps, in `install`'s own order
+//! (`Published::publish`: put in place, announce, count); the read and the copy's refresh are
+//! the route path's own code, on loom's atomics. The snapshot in place (an `ArcSwap`, which loom
+//! cannot run) is a stand-in: an atomic holding the generation of the table in place, stored
+//! with `Release` and loaded with `Acquire`, no stronger than an `ArcSwap`'s swap and load. A
+//! write may also count its change, on the gate's own `ChangeFeed`: a host that routes once the
+//! change count moved uses that change's table. Built only with `--cfg promotion_gates_loom`
+//! (`.ci/loom`).
 
 use std::cell::Cell;
 use std::time::SystemTime;
@@ -45,10 +46,14 @@ impl Gate {
         }
     }
 
-    /// One write, as `install` makes it: the snapshot in place, then its generation announced.
-    fn write(&self, generation: u64) {
-        self.in_place.store(generation, Ordering::Release);
-        self.published.announce(generation);
+    /// One write, through `install`'s own `publish`: the stand-in put in place, the generation
+    /// announced, then `count` run.
+    fn write(&self, generation: u64, count: impl FnOnce()) {
+        self.published.publish(
+            generation,
+            || self.in_place.store(generation, Ordering::Release),
+            |()| count(),
+        );
     }
 
     /// One route, as `route_table` takes its table: the generation read, then the thread's
@@ -65,7 +70,8 @@ impl Gate {
 /// Two writes (serialized, as the writer lock serializes them) race three routes of one
 /// thread: no route uses a table older than the generation it read, the thread's copy never
 /// goes back to an older table, and the first route after the writes uses the last one.
-/// Announcing with a `Relaxed` store (or reading with a `Relaxed` load) fails the first check.
+/// Announcing with a `Relaxed` store (or reading with a `Relaxed` load), or announcing before
+/// the snapshot is in place (`publish`'s two steps swapped), fails the first check.
 #[test]
 fn a_route_never_uses_a_table_older_than_the_generation_it_read() {
     explore(10_000, || {
@@ -73,8 +79,8 @@ fn a_route_never_uses_a_table_older_than_the_generation_it_read() {
         let writer = {
             let gate = Arc::clone(&gate);
             thread::spawn(move || {
-                gate.write(2);
-                gate.write(3);
+                gate.write(2, || ());
+                gate.write(3, || ());
             })
         };
 
@@ -95,25 +101,26 @@ fn a_route_never_uses_a_table_older_than_the_generation_it_read() {
     });
 }
 
-/// A write as `install` makes it, with its change counted after the announcement (the gate's
+/// A write as `install` makes it, its change counted where `publish` counts it (on the gate's
 /// `ChangeFeed`, its own code): the change that made `generation` is change `generation - 1`.
 fn write_counted(gate: &Gate, changes: &ChangeFeed, generation: u64) {
-    gate.write(generation);
     let config = PromotionConfig::default();
-    changes.publish(ChangePublished {
-        origin: ChangeOrigin::ThisGate,
-        before: &config,
-        after: &config,
-        stage: StageId(1),
-        events: &[],
-        at: SystemTime::UNIX_EPOCH,
+    gate.write(generation, || {
+        changes.publish(ChangePublished {
+            origin: ChangeOrigin::ThisGate,
+            before: &config,
+            after: &config,
+            stage: StageId(1),
+            events: &[],
+            at: SystemTime::UNIX_EPOCH,
+        })
     });
 }
 
 /// Two counted writes race a thread that reads the change count, then routes: a route after
 /// the count says change N uses that change's table or a newer one (`change_count`'s promise to
 /// a host that routes once it moved). Counting a change with a `Relaxed` store (or reading the
-/// count with a `Relaxed` load) fails it.
+/// count with a `Relaxed` load), or before the announcement (in `publish`), fails it.
 #[test]
 fn a_route_after_the_change_count_moved_uses_that_change() {
     explore(10_000, || {
