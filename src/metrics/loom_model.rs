@@ -230,6 +230,26 @@ fn base(requests: u64, errors: u64) -> Base {
     Base { counts, bursts }
 }
 
+/// S1's base `before` (`base(100, 10)`) in place, rewritten as of `stage` with `after`
+/// (`base(200, 20)`) by an evaluation on another thread while `read` reads on this one, given
+/// both. Returns the cells once the write is done, and `after`.
+fn read_while_rewritten(
+    stage: StageId,
+    read: impl FnOnce(&WindowBase, Base, Base),
+) -> (Arc<WindowBase>, Base) {
+    let (before, after) = (base(100, 10), base(200, 20));
+    let cells = Arc::new(WindowBase::new());
+    cells.write(S1, &before);
+
+    let evaluation = {
+        let cells = Arc::clone(&cells);
+        thread::spawn(move || cells.write(stage, &after))
+    };
+    read(&cells, before, after);
+    evaluation.join().ok();
+    (cells, after)
+}
+
 /// An evaluation rewrites the screen's base for the same stage (as each evaluation of a stage
 /// does) while the record path's screen reads it: the screen gets one write's base whole, or
 /// none (a write under way at each try), never one write's requests beside the next one's
@@ -237,25 +257,40 @@ fn base(requests: u64, errors: u64) -> Base {
 #[test]
 fn the_window_base_is_never_read_torn() {
     explore(MAX_BRANCHES, || {
-        let (before, after) = (base(100, 10), base(200, 20));
-        let cells = Arc::new(WindowBase::new());
-        cells.write(S1, &before);
-
-        let evaluation = {
-            let cells = Arc::clone(&cells);
-            thread::spawn(move || cells.write(S1, &after))
-        };
-
-        if let Some(read) = cells.read(S1) {
-            assert!(
-                read == before || read == after,
-                "torn window base: {read:?}"
-            );
-        }
-        evaluation.join().ok();
-
+        let (cells, after) = read_while_rewritten(S1, |cells, before, after| {
+            if let Some(read) = cells.read(S1) {
+                assert!(
+                    read == before || read == after,
+                    "torn window base: {read:?}"
+                );
+            }
+        });
         assert_eq!(cells.read(S1), Some(after));
         assert_eq!(cells.read(S2), Some(Base::default()));
+    });
+}
+
+/// An evaluation of a new stage rewrites the screen's base (as `Monitor::refresh` does once the
+/// stage changed: S1's base, then S2's) while the record path's screen reads it for each stage:
+/// for S2 it gets zeros (S1's base still in place), S2's base, or none; for S1, S1's base,
+/// zeros (S2's base in place), or none; never one stage's counts under the other's stage.
+///
+/// Fails if the stage is stored before the odd sequence (a read of S2 gets S1's counts) or after
+/// the even one (a read of S1 gets S2's counts).
+#[test]
+fn the_window_base_of_a_new_stage_is_never_read_under_the_old_one() {
+    explore(MAX_BRANCHES, || {
+        let none = Base::default();
+        let (cells, after) = read_while_rewritten(S2, |cells, before, after| {
+            if let Some(read) = cells.read(S2) {
+                assert!(read == none || read == after, "S2 read {read:?}");
+            }
+            if let Some(read) = cells.read(S1) {
+                assert!(read == before || read == none, "S1 read {read:?}");
+            }
+        });
+        assert_eq!(cells.read(S2), Some(after));
+        assert_eq!(cells.read(S1), Some(none));
     });
 }
 
