@@ -724,7 +724,9 @@ end
 --- call on it afterwards returns nil, "PGATE_STATUS_INVALID_HANDLE: ...", 13. (A C call never yields, so no other coroutine is inside a call on the gate.)
 --- When the library's free fails, that failure: nil, "PGATE_STATUS_PANIC", 14 (say), as the
 --- other calls return a failing status; the gate is gone all the same (every later call is
---- refused as on a freed gate, and a second free returns true). A gate with a store made
+--- refused as on a freed gate, and a second free returns true), but for a free the library
+--- refused inside a log callback (nil, "PGATE_STATUS_INVALID_ARGUMENT: ...", 2), which freed
+--- nothing: the gate stays as it was. A gate with a store made
 --- before a fork and freed in the child fails so: the child has none of its sync threads (a
 --- gate without a store has none to join; make gates after the fork: see the README, "In
 --- OpenResty").
@@ -737,7 +739,12 @@ function Gate:free()
     local handle = ffi.gc(self.handle, nil)
     self.handle = nil
     local status = C.pgate_gate_free(handle)
-    if status ~= M.OK then
+    if status == M.INVALID_ARGUMENT then
+      -- Refused inside a log callback (a host's own, calling into Lua): nothing was freed, and
+      -- the gate stays as it was, its collector's free armed again.
+      self.handle = ffi.gc(handle, C.pgate_gate_free)
+      return failure(status)
+    elseif status ~= M.OK then
       return failure(status)
     end
   end

@@ -1835,6 +1835,18 @@ local function test_free_returns_its_failure()
   local again, why, code = gate:route("u")
   check(again == nil and code == 13, "a gate whose free failed is freed: " .. tostring(why))
   check(gate:free() == true, "free of a gate whose free failed returns true")
+  -- A free refused inside a log callback frees nothing: the gate stays usable, and is freed
+  -- by the next free.
+  gate = assert(pg.new())
+  config_json, up, real = library_upvalue(gate)
+  debug.setupvalue(config_json, up, setmetatable({
+    pgate_gate_free = function() return pg.INVALID_ARGUMENT end,
+  }, { __index = real }))
+  ok, message, status = gate:free()
+  debug.setupvalue(config_json, up, real)
+  check(ok == nil and status == 2, "a refused free: " .. tostring(message))
+  check(gate:route("u") ~= nil, "a gate whose free was refused still routes")
+  check(gate:free() == true, "a gate whose free was refused is freed by the next free")
 end
 
 -- read_health and monitor_health read every field of the health struct while the call's box
@@ -1842,7 +1854,7 @@ end
 -- table, boxed 64-bit values). A stand-in library passes each call on, then gives the box a
 -- finalizer that overwrites it with 0xff bytes, and the collector runs at each allocation:
 -- a health table read from a collected box (the box passed on in a tail call, its caller's
--- frame gone: 1989 of 2000 read so) has 2^64 - 1 requests and no environment.
+-- frame gone: 977 of 1000 read so) has 2^64 - 1 requests and no environment.
 local function test_health_box_outlives_its_reads()
   local ffi = require("ffi")
   local gate = assert(pg.new('{"environment": {"canary": {"traffic_percent": 50}}}'))

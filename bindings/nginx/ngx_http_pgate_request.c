@@ -420,9 +420,10 @@ ngx_http_pgate_in_content_phase(ngx_http_request_t *r)
  * a subrequest's route, made (ngx_http_pgate_subrequest_passes), its later attempts come
  * after them too: the routed upstream's start is then found at its separator, or at state 0
  * when that upstream never started (ngx_http_pgate_anchored). Whether the request is then in
- * that upstream's location is told by its phase (ngx_http_pgate_in_content_phase), not by a
- * redirect since: an auth_request's subrequest reads in an error page's location, after the
- * redirect, before that location's content handler (ctx->left_passed).
+ * that upstream's location is told by its phase (ngx_http_pgate_in_content_phase), and by a
+ * redirect since (ngx_http_pgate_get_ctx): an auth_request's subrequest reads in an error
+ * page's location, after the redirect, before that location's content handler; a `set` in an
+ * error page's location reads after one (ctx->left_passed).
  */
 static void
 ngx_http_pgate_anchor(ngx_http_request_t *r, ngx_http_pgate_ctx_t *ctx, ngx_uint_t subrequest)

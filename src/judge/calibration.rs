@@ -4,12 +4,15 @@
 //! request by a coin of `share`, the rule looked at every second (the record path's paced
 //! evaluation, `evaluation_interval` 1 s; the hosts' health checks every 5 s fall on the same
 //! seconds) and after each of the canary's first 32 errors and every 16th after (the record
-//! path's screen), once both versions have `min_samples`. Counts between looks are drawn
+//! path's screen, but for its looks after each run of 4 to 32 errors in a row, about 0.2 a
+//! stage at 5 % errors and 20 canary requests a second), once both versions have
+//! `min_samples`. Counts between looks are drawn
 //! whole: the four streams (canary and stable, errors and successes) are independent Poisson
 //! processes.
 //!
 //! The test holds the rule to a weak level, 0.05, where a few hundred stages resolve its
-//! rate; `JUDGE_CALIBRATION` (`stages,alpha[,factor]`, e.g. `60000,0.001`) runs every cell at
+//! rate well enough to catch a rule far off it (it fails from 24 of 300 stages, a rate of
+//! 8 %, whose bound is above 0.05); `JUDGE_CALIBRATION` (`stages,alpha[,factor]`, e.g. `60000,0.001`) runs every cell at
 //! another level and count, the canary's error rate `factor` times the stable one's (1 by
 //! default; 1.1 puts it at the rule's limit, `ERROR_RATE_MARGIN`), and prints the rates
 //! instead (in release: `cargo test --release --lib -p promotion-gates calibration --
