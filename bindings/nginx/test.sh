@@ -33,8 +33,9 @@
 # while the request's upstream waits for a slowly sent body or a cache lock (the upstream an
 # error page starts after it, or after a malformed body's 400, is recorded, not a further
 # error page's fallback; one a second gate read in the waiting upstream's proxy_set_header
-# chose is not, and a gate an auth_request reads after a finalized upstream records the next,
-# as do gates an auth_request and a try_files read in a malformed body's error page's location;
+# chose is not, also a cache lock's waiter's in an error page's location, and a gate an
+# auth_request reads after a finalized upstream records the next, as do gates an
+# auth_request and a try_files read in a malformed body's error page's location;
 # each case checking its timing happened and its gates were read), that a
 # granted upgrade is a success recorded and timed at its 101 (not the idle connection's life) and a refused
 # one a failure, as are a 101 to a request that asked no upgrade and one to another protocol
@@ -1793,6 +1794,20 @@ echo "== a gate first read by a subrequest records no upstream the request made 
 # named location proxying to stable: one success each (the request was in the error page's
 # location at the first route, not the passed upstream's; a build telling that by a redirect
 # since the route took the try_files read for the passed upstream's: nothing for tfsecond).
+# Gates `lockhdr` and `lockhdr2`: as for lockpage, two requests for one key of the cache in
+# the location error_page sends a closed port's 502 to (a named location: the main request
+# is internal), whose upstream reads lockhdr2 in its proxy_set_header and whose 502
+# (intercepted; recursive_error_pages on) goes on to @st, proxying to stable. The request
+# holding the lock reads lockhdr2 first, in its content handler as its upstream makes its
+# request, before its mirror runs: lockhdr2 records that upstream's 502, and lockhdr, read
+# by the mirror once that upstream started, nothing. The waiter's mirror reads lockhdr first
+# while its upstream waits on the lock, the main request in the content phase of that
+# upstream's location: lockhdr records the next upstream, stable's 200, and lockhdr2, read
+# later in the waiting upstream's proxy_set_header, chose that one: nothing. So lockhdr2
+# records 1 (a build telling the location by the main request being internal rather than by
+# its phase took the waiter's read for the next upstream's: 2). @lockhdr's upstream is a
+# server of the test's nginx that logs the X-Version header lockhdr2 gave and proxies to the
+# slow 502 server.
 # Each mirror logs the gate's value it read (log_subrequest on), a line a request, and the
 # upstream of /subfirst (a server answering 502, intercepted) the X-Version header that read
 # subsecond, so a gate expected to record nothing was read as meant.
@@ -1802,6 +1817,7 @@ closed=$(free_port)
 stable=$(free_port)
 hdr=$(free_port)
 slow=$(free_port)
+lockrelay=$(free_port)
 slow_502_server "$slow"
 mkdir -m 777 "$tmp/lockcache" # the workers (nobody, as root) write the cache
 # mirror_read <gate>: the location /mirror<gate> a mirror subrequest reads the gate in, in a
@@ -1816,7 +1832,7 @@ mirrored() {
         $(mirror_read "$1")"
 }
 gates="$(canary_gates "sub two subtwo subhdr sublock subnores subfirst subsecond lockpage authfirst
-  authsecond subbadfirst subbadsecond tffirst tfsecond" "$closed" "$stable")
+  authsecond subbadfirst subbadsecond tffirst tfsecond lockhdr lockhdr2" "$closed" "$stable")
 $(canary_gates "subpage subbad subbadrt" "$stable" "$stable")"
 serve "$(cat <<CONF
     $gates
@@ -1827,6 +1843,8 @@ serve "$(cat <<CONF
     log_format hdr '\$http_x_version';
     server { listen 127.0.0.1:$stable; access_log off; return 200 "stable\n"; }
     server { listen 127.0.0.1:$hdr; access_log logs/hdr.log hdr; return 502; }
+    server { listen 127.0.0.1:$lockrelay; access_log logs/lockhdr.log hdr;
+        location / { proxy_pass http://127.0.0.1:$slow; } }
     server {
         listen 127.0.0.1:$port;
         access_log logs/subread.log subread;
@@ -1855,6 +1873,12 @@ serve "$(cat <<CONF
         location @lockpage { mirror /mirrorlockpage; proxy_cache sublock; proxy_cache_key lockpage;
             proxy_cache_lock on; proxy_pass http://127.0.0.1:$slow; }
         $(mirror_read lockpage)
+        location /lockhdr { recursive_error_pages on; error_page 502 = @lockhdr;
+            proxy_pass http://127.0.0.1:$closed; }
+        location @lockhdr { mirror /mirrorlockhdr; proxy_cache sublock; proxy_cache_key lockhdr;
+            proxy_cache_lock on; proxy_set_header X-Version \$promotion_gate_lockhdr2;
+            proxy_intercept_errors on; error_page 502 = @st; proxy_pass http://127.0.0.1:$lockrelay; }
+        $(mirror_read lockhdr)
         location /authpage { error_page 502 = /authpage-e; proxy_pass http://127.0.0.1:$closed; }
         location = /authpage-e { set \$a \$promotion_gate_authfirst; auth_request /authcheck;
             proxy_pass http://127.0.0.1:$stable; }
@@ -1872,7 +1896,7 @@ done
 for path in subbad subbadrt subnores subbadfirst tf; do
   echo "/$path badchunk: $(post_body "/$path" badchunk 0.4)"
 done
-for path in sublock lockpage; do
+for path in sublock lockpage lockhdr; do
   curl -s -o /dev/null "http://127.0.0.1:$port/$path" &
   first=$!
   sleep 0.03 # the first request holds the cache lock while its upstream waits 100 ms
@@ -1889,8 +1913,9 @@ sleep 0.2 # the last request's log phase
 # pair waited on the lock (nginx looks again each 500 ms; the other takes 100 ms).
 subtime=$(awk '$1 ~ /^\/(sub|subpage|subtwo|subhdr|subfirst)$/ && $2 < 0.25 { print "slow:", $0 }
   $1 ~ /^\/(subbad|subbadrt|subnores|subbadfirst|tf-e)$/ && $2 < 0.15 { print "badchunk:", $0 }
-  $1 ~ /^\/(sublock|lockpage)$/ && $2 >= 0.5 { waited[$1] = 1 }
-  END { if (!waited["/sublock"] || !waited["/lockpage"]) print "no lock waiter:", waited["/sublock"] + 0, waited["/lockpage"] + 0 }' "$tmp/logs/subtime.log")
+  $1 ~ /^\/(sublock|lockpage|lockhdr)$/ && $2 >= 0.5 { waited[$1] = 1 }
+  END { if (!waited["/sublock"] || !waited["/lockpage"] || !waited["/lockhdr"])
+    print "no lock waiter:", waited["/sublock"] + 0, waited["/lockpage"] + 0, waited["/lockhdr"] + 0 }' "$tmp/logs/subtime.log")
 echo "by uri, the request's time: $(tr '\n' ';' <"$tmp/logs/subtime.log")"
 [ -z "$subtime" ] || { echo "FAIL: a case's timing did not happen as meant (its check would say nothing): $subtime" >&2; exit 1; }
 subread=$(sort "$tmp/logs/subread.log" | uniq -c | sed 's/^ *//' | tr '\n' ';')
@@ -1899,19 +1924,24 @@ mirrorread=$(LC_ALL=C sort "$tmp/logs/mirrorread.log" | uniq -c | sed 's/^ *//' 
 echo "by mirror, the value read: $mirrorread"
 hdrread=$(sort "$tmp/logs/hdr.log" | uniq -c | sed 's/^ *//' | tr '\n' ';')
 echo "X-Version at /subfirst's upstream: $hdrread"
+lockhdrread=$(sort "$tmp/logs/lockhdr.log" | uniq -c | sed 's/^ *//' | tr '\n' ';')
+echo "X-Version at /lockhdr's upstream: $lockhdrread"
 sub_windows=$(for gate in sub subpage two subtwo subhdr subbad subbadrt sublock subnores subfirst \
-  subsecond lockpage authfirst authsecond subbadfirst subbadsecond tffirst tfsecond; do
+  subsecond lockpage authfirst authsecond subbadfirst subbadsecond tffirst tfsecond lockhdr \
+  lockhdr2; do
   printf '%s\n' "$gate: $(body_window "$gate" requests) recorded, $(body_window "$gate" errors) errors"
 done)
 echo "$sub_windows"
 stop_serving
 stop_tcp_server
-[ "$subread" = "1 /authpage-e 200 502 : 200;2 /lockpage 502 502 : 502;3 /sub 502 502;1 /subbad 200 200;1 /subbadfirst 200 200;1 /subbadrt 200 200;3 /subfirst 200 502 : 200;3 /subhdr 502 502;2 /sublock 502 502;1 /subnores 200 -, 200;3 /subpage 200 502 : 200;3 /subtwo 502 502;1 /tf-e 200 200;" ] ||
-  { echo "FAIL: expected /sub's, /subtwo's, /subhdr's and /sublock's 502, /subpage's, /subfirst's and /authpage's 502 then its error page's 200, /lockpage's 502 then its error page's 502, the error pages' 200 after /subbad's, /subbadrt's and /tf's 400, and /subnores's error page's 502 (no peer tried) then its own error page's 200" >&2; exit 1; }
-[ "$mirrorread" = "2 /mirrorlockpage canary;3 /mirrorsub canary;1 /mirrorsubbad canary;1 /mirrorsubbadfirst canary;1 /mirrorsubbadrt canary;3 /mirrorsubfirst canary;3 /mirrorsubhdr canary;2 /mirrorsublock canary;1 /mirrorsubnores canary;3 /mirrorsubpage canary;3 /mirrorsubtwo canary;" ] ||
+[ "$subread" = "1 /authpage-e 200 502 : 200;2 /lockhdr 200 502 : 502 : 200;2 /lockpage 502 502 : 502;3 /sub 502 502;1 /subbad 200 200;1 /subbadfirst 200 200;1 /subbadrt 200 200;3 /subfirst 200 502 : 200;3 /subhdr 502 502;2 /sublock 502 502;1 /subnores 200 -, 200;3 /subpage 200 502 : 200;3 /subtwo 502 502;1 /tf-e 200 200;" ] ||
+  { echo "FAIL: expected /sub's, /subtwo's, /subhdr's and /sublock's 502, /subpage's, /subfirst's and /authpage's 502 then its error page's 200, /lockpage's 502 then its error page's 502, /lockhdr's 502 then its error page's 502 then its fallback's 200, the error pages' 200 after /subbad's, /subbadrt's and /tf's 400, and /subnores's error page's 502 (no peer tried) then its own error page's 200" >&2; exit 1; }
+[ "$mirrorread" = "2 /mirrorlockhdr canary;2 /mirrorlockpage canary;3 /mirrorsub canary;1 /mirrorsubbad canary;1 /mirrorsubbadfirst canary;1 /mirrorsubbadrt canary;3 /mirrorsubfirst canary;3 /mirrorsubhdr canary;2 /mirrorsublock canary;1 /mirrorsubnores canary;3 /mirrorsubpage canary;3 /mirrorsubtwo canary;" ] ||
   { echo "FAIL: expected each request's mirror to read its gate (canary), once" >&2; exit 1; }
 [ "$hdrread" = "3 canary;" ] ||
   { echo "FAIL: expected /subfirst's upstream to get subsecond's decision (canary) in X-Version, each request" >&2; exit 1; }
+[ "$lockhdrread" = "2 canary;" ] ||
+  { echo "FAIL: expected /lockhdr's error page's upstream to get lockhdr2's decision (canary) in X-Version, each request" >&2; exit 1; }
 [ "$sub_windows" = "sub: 0 recorded, 0 errors
 subpage: 3 recorded, 0 errors
 two: 3 recorded, 3 errors
@@ -1929,7 +1959,9 @@ authsecond: 1 recorded, 0 errors
 subbadfirst: 1 recorded, 0 errors
 subbadsecond: 1 recorded, 0 errors
 tffirst: 1 recorded, 0 errors
-tfsecond: 1 recorded, 0 errors" ] || { echo "FAIL: expected a gate first read by a mirror subrequest to record none of the upstream its request made before it (sub, subtwo, subhdr, sublock, lockpage) and the upstream its error page started after it (subpage, subbad, subbadrt, subfirst, subbadfirst, with subbadsecond read there), not a fallback of an error page's upstream that tried no peer (subnores), a gate read for the upstream passed over nothing (subsecond), a gate read by auth_request after a finalized upstream the next one (authsecond), and gates read by auth_request and try_files in an error page's location after an unmade upstream the error page's (tffirst, tfsecond)" >&2; exit 1; }
+tfsecond: 1 recorded, 0 errors
+lockhdr: 1 recorded, 0 errors
+lockhdr2: 1 recorded, 1 errors" ] || { echo "FAIL: expected a gate first read by a mirror subrequest to record none of the upstream its request made before it (sub, subtwo, subhdr, sublock, lockpage) and the upstream its error page started after it (subpage, subbad, subbadrt, subfirst, subbadfirst, with subbadsecond read there), not a fallback of an error page's upstream that tried no peer (subnores), a gate read for the upstream passed over nothing (subsecond), a gate read by auth_request after a finalized upstream the next one (authsecond), gates read by auth_request and try_files in an error page's location after an unmade upstream the error page's (tffirst, tfsecond), and a gate the cache lock's holder reads first in its upstream's proxy_set_header that upstream, the waiter's read there, after its mirror's, nothing (lockhdr2: the holder's 502; lockhdr: the waiter's fallback's 200)" >&2; exit 1; }
 
 echo "== a gate read by if reaches its version through an error page, one read by proxy_pass does not, one read after a balancer's does"
 # Routing by `if ($promotion_gate_e418 = canary) { return 418; }` with `error_page 418 =
