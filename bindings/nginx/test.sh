@@ -1610,11 +1610,11 @@ stop_tcp_server
   { echo "FAIL: expected chunkok's 9 requests recorded as successes; nginx logged:" >&2; cat "$tmp/logs/chunk.log" >&2; exit 1; }
 
 echo "== a gate first read while an upstream no gate chose is under way records nothing of it"
-# slow_502_server <port>: a server (tcp_server) answering each request 502 after 100 ms, while
-# which a mirror subrequest runs and reads a gate
+# slow_502_server <port> [<delay>]: a server (tcp_server) answering each request 502 after
+# <delay> seconds (0.1 unless given), while which a mirror subrequest runs and reads a gate
 slow_502_server() {
-  tcp_server "$1" '    c.recv(65536)
-    __import__("time").sleep(0.1)
+  tcp_server "$1" "    c.recv(65536)
+    __import__('time').sleep(${2:-0.1})"'
     c.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
     c.close()'
 }
@@ -1818,7 +1818,10 @@ stable=$(free_port)
 hdr=$(free_port)
 slow=$(free_port)
 lockrelay=$(free_port)
-slow_502_server "$slow"
+# A second behind: a cache lock's second request, sent 30 ms after the first, must come while
+# the first's upstream still waits (at 100 ms, a loaded machine starting the second curl late
+# let it find the answer made, and no lock waited on)
+slow_502_server "$slow" 1
 mkdir -m 777 "$tmp/lockcache" # the workers (nobody, as root) write the cache
 # mirror_read <gate>: the location /mirror<gate> a mirror subrequest reads the gate in, in a
 # `set` (and answers 204 itself), logging the value read to logs/mirrorread.log
@@ -1899,7 +1902,7 @@ done
 for path in sublock lockpage lockhdr; do
   curl -s -o /dev/null "http://127.0.0.1:$port/$path" &
   first=$!
-  sleep 0.03 # the first request holds the cache lock while its upstream waits 100 ms
+  sleep 0.03 # the first request holds the cache lock while its upstream waits 1 s
   curl -s -o /dev/null "http://127.0.0.1:$port/$path"
   wait "$first"
 done
@@ -1910,10 +1913,11 @@ sleep 0.2 # the last request's log phase
 # read the body; read at once, the request takes a few milliseconds), a malformed body's first
 # chunk well before the invalid size, sent 0.4 s later (each a quarter second past its
 # threshold, room for a loaded machine), and one request of each cache lock
-# pair waited on the lock (nginx looks again each 500 ms; the other takes 100 ms).
+# pair waited on the lock (nginx looks again each 500 ms; the other takes 1 s, but a waiter
+# proxies after the lock too: at least 1.5 s).
 subtime=$(awk '$1 ~ /^\/(sub|subpage|subtwo|subhdr|subfirst)$/ && $2 < 0.25 { print "slow:", $0 }
   $1 ~ /^\/(subbad|subbadrt|subnores|subbadfirst|tf-e)$/ && $2 < 0.15 { print "badchunk:", $0 }
-  $1 ~ /^\/(sublock|lockpage|lockhdr)$/ && $2 >= 0.5 { waited[$1] = 1 }
+  $1 ~ /^\/(sublock|lockpage|lockhdr)$/ && $2 >= 1.5 { waited[$1] = 1 }
   END { if (!waited["/sublock"] || !waited["/lockpage"] || !waited["/lockhdr"])
     print "no lock waiter:", waited["/sublock"] + 0, waited["/lockpage"] + 0, waited["/lockhdr"] + 0 }' "$tmp/logs/subtime.log")
 echo "by uri, the request's time: $(tr '\n' ';' <"$tmp/logs/subtime.log")"
