@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"net/http"
 	"runtime"
+	"slices"
 	"unsafe"
 )
 
@@ -208,8 +209,11 @@ func (g *Gate) MetricsPrometheusCounted(counts OutcomeCounts) (string, error) {
 // swap that renames it is refused): the handler finds it once, when it is built, and then
 // answers every request 500 Internal Server Error with the refusal, which names both
 // positions. A host that would rather not start so calls MetricsPrometheus(gates...) once at
-// startup and stops on its error (it refuses the same gates, and a nil or closed one).
+// startup and stops on its error (it refuses the same gates, and a nil or closed one). The
+// handler serves the gates as given at its build: it keeps a copy of the list, so a later
+// write to the caller's slice (MetricsHandler(gs...)) changes nothing it serves.
 func MetricsHandler(gates ...*Gate) http.Handler {
+	gates = slices.Clone(gates)
 	err := sameGate(gates)
 	if err == nil {
 		err = sameName(gates)

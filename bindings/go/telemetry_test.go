@@ -127,6 +127,16 @@ func TestMetricsPrometheusRefusesTwoGatesOfOneName(t *testing.T) {
 	if _, err := MetricsPrometheus(web, api); err != nil {
 		t.Fatal(err)
 	}
+	// The handler serves the gates as given at its build: a later write to the caller's slice
+	// (a reloaded gate swapped in) neither escapes the build's check nor races its reads.
+	gs := []*Gate{web, api}
+	h := MetricsHandler(gs...)
+	gs[1] = twin
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if body := rec.Body.String(); rec.Code != 200 || !strings.Contains(body, `gate="api"`) {
+		t.Fatalf("after the caller's slice changed: served %d %q, want 200 with api's series", rec.Code, body)
+	}
 }
 
 // serveRefusal checks that h answers a scrape 500 Internal Server Error, its body the refusal

@@ -33,7 +33,8 @@
 //   Failures throw promotion_gates::Error (a std::runtime_error): status() is the library's
 //   pgate_status code and what() its message, which names the field and value at fault.
 //   The hot calls route(), record(), record_by_id() and features() do not allocate (after a
-//   thread's first call on the gate), but for a record that judges and finds a rule fired
+//   thread's first call of each kind on the gate: its route cache, override cache and recent
+//   flag sets are each made on the first call that needs it), but for a record that judges and finds a rule fired
 //   (its outcome screened, an evaluation due, or one another thread asked for): it
 //   builds the judge's evidence (allocating) and may roll the canary back on the calling
 //   thread (see record()); and, with a log callback at LogLevel::Debug or Trace, the route
@@ -245,8 +246,10 @@ using ErrorPtr = std::unique_ptr<pgate_error, ErrorDeleter>;
 
 struct GateDeleter {
   void operator()(pgate_gate* gate) const noexcept {
-    // unique_ptr frees once, so the library refuses only a free from inside the log
-    // callback: that gate is not freed (a destructor cannot report it; README, Logging).
+    // unique_ptr frees once, so the library refuses a free only from inside the log
+    // callback: that gate is not freed (a destructor cannot report it; README, Logging). A
+    // store-backed gate made before a fork and freed in the child returns PANIC, freed all
+    // the same (README, Fork: end such a child with _exit).
     static_cast<void>(pgate_gate_free(gate));
   }
 };
